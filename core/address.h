@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace sb::transport {
+namespace sb::core {
 
 enum class Protocol : uint8_t { Udp = 0, Tcp = 1, Tls = 2, Ws = 3, Wss = 4 };
 
@@ -63,4 +63,4 @@ struct Peer {
   ConnectionId connection;
 };
 
-}  // namespace sb::transport
+}  // namespace sb::core

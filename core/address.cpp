@@ -1,4 +1,4 @@
-#include "transport/address.h"
+#include "core/address.h"
 
 #include <arpa/inet.h>
 
@@ -7,7 +7,7 @@
 
 #include "core/text.h"
 
-namespace sb::transport {
+namespace sb::core {
 
 std::string_view protocol_name(Protocol p) {
   switch (p) {
@@ -21,7 +21,7 @@ std::string_view protocol_name(Protocol p) {
 }
 
 std::optional<Protocol> protocol_from_name(std::string_view s) {
-  using core::iequals;
+
   if (iequals(s, "udp")) return Protocol::Udp;
   if (iequals(s, "tcp")) return Protocol::Tcp;
   if (iequals(s, "tls")) return Protocol::Tls;
@@ -123,4 +123,4 @@ size_t Endpoint::hash() const {
   return std::hash<std::string_view>{}(bytes);
 }
 
-}  // namespace sb::transport
+}  // namespace sb::core
