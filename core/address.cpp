@@ -49,7 +49,7 @@ std::optional<Endpoint> Endpoint::from_sockaddr(const sockaddr* sa) {
 
 std::optional<Endpoint> Endpoint::parse(std::string_view ip, uint16_t port) {
   if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
-  if (ip.empty() || ip.size() > 63) return std::nullopt;
+  if (ip.empty() || ip.size() > 63 || ip.find('\0') != std::string_view::npos) return std::nullopt;
   char buf[64];
   std::memcpy(buf, ip.data(), ip.size());
   buf[ip.size()] = 0;

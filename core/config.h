@@ -1,0 +1,112 @@
+// The configuration model: one JSON file (etc/switchboard.json) loaded into an immutable
+// snapshot. Every key is validated; each fault names its key path and what was expected,
+// and all faults are reported together so one edit fixes them all (DESIGN.md
+// "Configuration and live reload"). Reload builds a new snapshot with the same code and
+// publishes it only when `ok()`, so a rejected file changes nothing (STYLE.md 6).
+// Keys, ranges and defaults: docs/configuration.md.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sb::core {
+
+struct ListenerConfig {
+  std::string transport;  // "udp" | "tcp"
+  std::string address;    // IP literal in canonical form, IPv6 without brackets
+  uint16_t port = 5060;
+  std::string advertise;  // host for Via / Record-Route, IPv6 without brackets; "" = address
+  bool operator==(const ListenerConfig&) const = default;
+};
+
+// RFC 3261 §17.1.1.1 T1/T2/T4 and §16.6 Timer C, in milliseconds.
+struct TimersConfig {
+  int64_t t1_ms = 500;
+  int64_t t2_ms = 4000;
+  int64_t t4_ms = 5000;
+  int64_t timer_c_ms = 185000;
+  bool operator==(const TimersConfig&) const = default;
+};
+
+struct LimitsConfig {
+  uint32_t max_message_bytes = 65535;
+  uint32_t max_headers = 256;
+  uint32_t max_transactions = 100000;  // per worker
+  uint32_t queue_capacity = 65536;     // per worker hand-off queue
+  uint32_t tcp_idle_timeout_s = 900;
+  uint32_t max_connections = 10000;    // per worker
+  bool operator==(const LimitsConfig&) const = default;
+};
+
+struct RegistrarConfig {
+  uint32_t min_expires = 60;
+  uint32_t max_expires = 7200;
+  uint32_t default_expires = 3600;
+  uint32_t max_bindings_per_aor = 10;
+  uint64_t max_aors = 1000000;
+  bool proxy_foreign_domain = false;  // "foreign_domain": "proxy" (true) | "refuse" (false)
+  bool operator==(const RegistrarConfig&) const = default;
+};
+
+struct LocationConfig {
+  std::string backend = "sqlite";  // "sqlite" | "memory"
+  std::string sqlite_path;         // resolved against the config file's directory
+  uint32_t batch_ms = 1000;
+  uint32_t queue_capacity = 100000;
+  bool operator==(const LocationConfig&) const = default;
+};
+
+struct ScriptConfig {
+  std::string path;  // resolved against the config file's directory
+  uint64_t max_instructions = 1000000;
+  bool operator==(const ScriptConfig&) const = default;
+};
+
+struct LoggingConfig {
+  std::string level = "info";  // "debug" | "info" | "warn" | "error" | "off"
+  bool json = false;           // "format": "json" (true) | "text" (false)
+  bool operator==(const LoggingConfig&) const = default;
+};
+
+struct Config {
+  uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
+  std::vector<ListenerConfig> listen;
+  std::vector<std::string> domains;  // lower-case, IPv6 canonical without brackets, no repeats
+  TimersConfig timers;
+  LimitsConfig limits;
+  RegistrarConfig registrar;
+  LocationConfig location;
+  ScriptConfig script;
+  LoggingConfig logging;
+  std::string source;  // the file path, or "<embedded default>"
+
+  // `workers`, or std::thread::hardware_concurrency() (at least 1) when it is 0.
+  uint32_t worker_count() const;
+  // Whether `host` (a Request-URI or To host) is one of `domains`: case-insensitive,
+  // "[::1]" and "::1" alike, IPv6 compared by address. Allocates only for IPv6 hosts.
+  bool is_local_domain(std::string_view host) const;
+  bool operator==(const Config&) const = default;
+};
+
+// Either a validated config, or every fault found ("listen[1].port: expected an integer
+// from 1 to 65535, got \"abc\""; syntax errors as "FILE:LINE:COLUMN: message").
+struct ConfigLoad {
+  std::shared_ptr<const Config> config;
+  std::vector<std::string> errors;
+  bool ok() const { return config != nullptr; }
+};
+
+// Reads, parses and validates the file; relative paths in it resolve against its directory.
+ConfigLoad load_config_file(const std::string& path);
+// Parses and validates `json_text`; relative paths resolve against `base_dir`;
+// `source_name` prefixes syntax errors and becomes Config::source.
+ConfigLoad parse_config(std::string_view json_text, const std::string& base_dir,
+                        const std::string& source_name);
+// The bytes of etc/switchboard.json, compiled into the binary.
+std::string_view embedded_default_config();
+// The embedded default, its paths resolved as if it lived at <cwd>/etc/switchboard.json.
+ConfigLoad load_default_config();
+
+}  // namespace sb::core

@@ -1,0 +1,416 @@
+#include "core/config.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+
+#include "core/log.h"
+
+namespace sb::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kBase = "/srv/sb/etc";
+
+ConfigLoad parse(std::string_view text) { return parse_config(text, kBase, "test.json"); }
+
+// The one error `text` must produce.
+std::string only_error(std::string_view text) {
+  ConfigLoad r = parse(text);
+  CHECK_FALSE(r.ok());
+  REQUIRE_MESSAGE(r.errors.size() == 1, "errors: " << r.errors.size()
+                                                    << (r.errors.empty() ? "" : " first: " + r.errors[0]));
+  return r.errors[0];
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE_MESSAGE(in.good(), "cannot open " << path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A scratch directory of our own, removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("sb_config_test_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  void write(const std::string& rel, const std::string& text) const {
+    fs::create_directories((path / rel).parent_path());
+    std::ofstream(path / rel, std::ios::binary) << text;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("config: the shipped etc/switchboard.json is the embedded default") {
+  const std::string file = std::string(SB_SOURCE_DIR) + "/etc/switchboard.json";
+  CHECK(slurp(file) == embedded_default_config());
+
+  ConfigLoad from_file = load_config_file(file);
+  REQUIRE_MESSAGE(from_file.ok(), (from_file.errors.empty() ? "" : from_file.errors[0]));
+  CHECK(from_file.config->source == file);
+
+  const std::string dir = fs::path(file).parent_path().string();
+  ConfigLoad embedded = parse_config(embedded_default_config(), dir, file);
+  REQUIRE(embedded.ok());
+  CHECK(*embedded.config == *from_file.config);
+}
+
+TEST_CASE("config: an empty object means the shipped defaults") {
+  // The defaults live in two places (the struct/code and etc/switchboard.json); keep them equal.
+  ConfigLoad empty = parse("{}");
+  ConfigLoad shipped = parse(embedded_default_config());
+  REQUIRE(empty.ok());
+  REQUIRE(shipped.ok());
+  CHECK(*empty.config == *shipped.config);
+
+  const Config& c = *empty.config;
+  CHECK(c.workers == 0);
+  REQUIRE(c.listen.size() == 4);
+  CHECK(c.listen[0] == ListenerConfig{"udp", "127.0.0.1", 5060, ""});
+  CHECK(c.listen[3] == ListenerConfig{"tcp", "::1", 5060, ""});
+  CHECK(c.domains == std::vector<std::string>{"localhost", "127.0.0.1", "::1"});
+  CHECK(c.timers == TimersConfig{500, 4000, 5000, 185000});
+  CHECK(c.limits == LimitsConfig{65535, 256, 100000, 65536, 900, 10000});
+  CHECK(c.registrar == RegistrarConfig{60, 7200, 3600, 10, 1000000, false});
+  CHECK(c.location == LocationConfig{"sqlite", "/srv/sb/var/location.db", 1000, 100000});
+  CHECK(c.script == ScriptConfig{"/srv/sb/scripts/default.lua", 1000000});
+  CHECK(c.logging == LoggingConfig{"info", false});
+  CHECK(c.source == "test.json");
+}
+
+TEST_CASE("config: the embedded default resolves paths as if in <cwd>/etc") {
+  ConfigLoad r = load_default_config();
+  REQUIRE(r.ok());
+  CHECK(r.config->source == "<embedded default>");
+  const fs::path cwd = fs::current_path();
+  CHECK(r.config->script.path == (cwd / "scripts/default.lua").lexically_normal().string());
+  CHECK(r.config->location.sqlite_path == (cwd / "var/location.db").lexically_normal().string());
+}
+
+TEST_CASE("config: every value can be set") {
+  ConfigLoad r = parse(R"({
+    "workers": 2,
+    "listen": [
+      {"transport": "tcp", "address": "[::1]", "port": 5070, "advertise": "SIP.Example.COM"},
+      {"transport": "UDP", "address": "0.0.0.0", "advertise": "[2001:DB8::1]"}
+    ],
+    "domains": ["Example.COM", "[::1]", "example.com"],
+    "timers": {"t1_ms": 100, "t2_ms": 100, "t4_ms": 200, "timer_c_ms": 1000},
+    "limits": {"max_message_bytes": 1024, "max_headers": 16, "max_transactions": 1,
+               "queue_capacity": 16, "tcp_idle_timeout_s": 1, "max_connections": 1},
+    "registrar": {"min_expires": 0, "max_expires": 0, "default_expires": 0,
+                  "max_bindings_per_aor": 1000, "max_aors": 1, "foreign_domain": "proxy"},
+    "location": {"backend": "memory", "sqlite": {"path": "/var/lib/sb/loc.db", "batch_ms": 1, "queue_capacity": 1}},
+    "script": {"path": "route.lua", "max_instructions": 1e9},
+    "logging": {"level": "debug", "format": "json"}
+  })");
+  REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
+  const Config& c = *r.config;
+  CHECK(c.workers == 2);
+  CHECK(c.worker_count() == 2);
+  REQUIRE(c.listen.size() == 2);
+  CHECK(c.listen[0] == ListenerConfig{"tcp", "::1", 5070, "sip.example.com"});
+  CHECK(c.listen[1] == ListenerConfig{"udp", "0.0.0.0", 5060, "2001:db8::1"});
+  CHECK(c.domains == std::vector<std::string>{"example.com", "::1"});  // repeats dropped
+  CHECK(c.timers == TimersConfig{100, 100, 200, 1000});
+  CHECK(c.limits == LimitsConfig{1024, 16, 1, 16, 1, 1});
+  CHECK(c.registrar == RegistrarConfig{0, 0, 0, 1000, 1, true});
+  CHECK(c.location == LocationConfig{"memory", "/var/lib/sb/loc.db", 1, 1});
+  CHECK(c.script == ScriptConfig{"/srv/sb/etc/route.lua", 1000000000});
+  CHECK(c.logging == LoggingConfig{"debug", true});
+}
+
+TEST_CASE("config: unknown keys are named by path") {
+  CHECK(only_error(R"({"wrkers": 2})") ==
+        "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
+        "location, script, logging (did you mean \"workers\"?)");
+  CHECK(only_error(R"({"timers": {"t2": 1}})") ==
+        "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
+        "(did you mean \"t2_ms\"?)");
+  CHECK(only_error(R"({"location": {"sqlite": {"file": "x.db"}}})") ==
+        "location.sqlite.file: unknown key; expected one of path, batch_ms, queue_capacity");
+  CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::", "prot": 5060}]})") ==
+        "listen[0].prot: unknown key; expected one of transport, address, port, advertise "
+        "(did you mean \"port\"?)");
+  // A key that would make the path ambiguous is quoted.
+  CHECK(only_error(R"({"logging": {"a.b": 1}})") ==
+        "logging[\"a.b\"]: unknown key; expected one of level, format");
+}
+
+TEST_CASE("config: keys of later features say not yet") {
+  for (const char* key : {"admin", "tls", "auth", "dns", "redis"}) {
+    CAPTURE(key);
+    CHECK(only_error(std::string("{\"") + key + "\": {}}") ==
+          std::string(key) + ": not supported yet (a later release adds it); remove this key");
+  }
+}
+
+TEST_CASE("config: wrong types") {
+  CHECK(only_error(R"({"workers": "4"})") == R"(workers: expected an integer from 0 to 64, got "4")");
+  CHECK(only_error(R"({"workers": 1.5})") == "workers: expected an integer from 0 to 64, got 1.5");
+  CHECK(only_error(R"({"workers": true})") == "workers: expected an integer from 0 to 64, got true");
+  CHECK(only_error(R"({"timers": []})") == "timers: expected an object, got []");
+  CHECK(only_error(R"({"listen": [5060]})") == "listen[0]: expected an object, got 5060");
+  CHECK(only_error(R"({"domains": "example.com"})") ==
+        R"(domains: expected a non-empty array of host names or IP addresses, got "example.com")");
+  CHECK(only_error(R"({"script": {"path": ""}})") ==
+        R"(script.path: expected a non-empty file path, got "")");
+  CHECK(only_error(R"({"location": {"sqlite": {"path": null}}})") ==
+        "location.sqlite.path: expected a non-empty file path, got null");
+  CHECK(only_error("[]") == "(top level): expected an object, got []");
+}
+
+TEST_CASE("config: out of range") {
+  CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "127.0.0.1", "port": 70000}]})") ==
+        "listen[0].port: expected an integer from 1 to 65535, got 70000");
+  CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "127.0.0.1", "port": 0}]})") ==
+        "listen[0].port: expected an integer from 1 to 65535, got 0");
+  CHECK(only_error(R"({"workers": 65})") == "workers: expected an integer from 0 to 64, got 65");
+  CHECK(only_error(R"({"workers": -1})") == "workers: expected an integer from 0 to 64, got -1");
+  CHECK(only_error(R"({"workers": 18446744073709551615})") ==
+        "workers: expected an integer from 0 to 64, got 18446744073709551615");
+  CHECK(only_error(R"({"timers": {"timer_c_ms": 999}})") ==
+        "timers.timer_c_ms: expected an integer from 1000 to 3600000, got 999");
+  CHECK(only_error(R"({"limits": {"max_headers": 8}})") ==
+        "limits.max_headers: expected an integer from 16 to 4096, got 8");
+  CHECK(only_error(R"({"script": {"max_instructions": 999}})") ==
+        "script.max_instructions: expected an integer from 1000 to 1000000000, got 999");
+  CHECK(only_error(R"({"registrar": {"max_aors": 0}})") ==
+        "registrar.max_aors: expected an integer from 1 to 100000000, got 0");
+}
+
+TEST_CASE("config: bad enum values") {
+  CHECK(only_error(R"({"logging": {"level": "verbose"}})") ==
+        R"(logging.level: expected "debug", "info", "warn", "error" or "off", got "verbose")");
+  CHECK(only_error(R"({"logging": {"format": "JSON"}})") ==
+        R"(logging.format: expected "text" or "json", got "JSON")");
+  CHECK(only_error(R"({"registrar": {"foreign_domain": "accept"}})") ==
+        R"(registrar.foreign_domain: expected "refuse" or "proxy", got "accept")");
+  CHECK(only_error(R"({"location": {"backend": "redis"}})") ==
+        R"(location.backend: expected "sqlite" or "memory", got "redis")");
+  CHECK(only_error(R"({"listen": [{"transport": "sctp", "address": "::1"}]})") ==
+        R"(listen[0].transport: expected "udp" or "tcp", got "sctp")");
+  CHECK(only_error(R"({"listen": [{"transport": "tls", "address": "::1"}]})") ==
+        R"(listen[0].transport: "tls" is not supported yet; expected "udp" or "tcp")");
+  CHECK(only_error(R"({"listen": [{"transport": "ws", "address": "::1"}]})") ==
+        R"(listen[0].transport: "ws" is not supported yet; expected "udp" or "tcp")");
+}
+
+TEST_CASE("config: listeners") {
+  SUBCASE("empty") {
+    CHECK(only_error(R"({"listen": []})") == "listen: expected a non-empty array of listeners, got []");
+  }
+  SUBCASE("bad address") {
+    CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "localhost"}]})") ==
+          "listen[0].address: expected an IPv4 or IPv6 address literal (0.0.0.0 or :: for all), "
+          "got \"localhost\"");
+    CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "127.0.0.256"}]})").starts_with(
+        "listen[0].address: expected an IPv4 or IPv6 address literal"));
+  }
+  SUBCASE("required keys") {
+    ConfigLoad r = parse(R"({"listen": [{"port": 5060}]})");
+    CHECK(r.errors == std::vector<std::string>{"listen[0].transport: required key is missing",
+                                               "listen[0].address: required key is missing"});
+  }
+  SUBCASE("duplicate, also when spelled differently") {
+    CHECK(only_error(R"({"listen": [
+            {"transport": "udp", "address": "::1", "port": 5060},
+            {"transport": "tcp", "address": "::1", "port": 5060},
+            {"transport": "udp", "address": "[0:0::1]"}]})") ==
+          "listen[2]: duplicate listener: udp [::1]:5060 is already listen[0]");
+  }
+  SUBCASE("same address, other port or transport, is fine") {
+    ConfigLoad r = parse(R"({"listen": [
+            {"transport": "udp", "address": "127.0.0.1", "port": 5060},
+            {"transport": "udp", "address": "127.0.0.1", "port": 5080},
+            {"transport": "tcp", "address": "127.0.0.1", "port": 5060}]})");
+    CHECK(r.ok());
+  }
+  SUBCASE("advertise") {
+    CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::1", "advertise": ""}]})") ==
+          R"(listen[0].advertise: expected a host name or IP address, got "")");
+    CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::1", "advertise": "a b"}]})") ==
+          R"(listen[0].advertise: expected a host name or IP address, got "a b")");
+  }
+}
+
+TEST_CASE("config: domains") {
+  CHECK(only_error(R"({"domains": []})") ==
+        "domains: expected a non-empty array of host names or IP addresses, got []");
+  CHECK(only_error(R"({"domains": ["example.com", ""]})") ==
+        R"(domains[1]: expected a host name or IP address, got "")");
+  CHECK(only_error(R"({"domains": ["[::1"]})") ==
+        R"(domains[0]: expected a host name or IP address, got "[::1")");
+  CHECK(only_error(R"({"domains": ["example..com"]})") ==
+        R"(domains[0]: expected a host name or IP address, got "example..com")");
+  CHECK(only_error(R"({"domains": ["example.com:5060"]})") ==
+        R"(domains[0]: expected a host name or IP address, got "example.com:5060")");
+  CHECK(only_error(R"({"domains": [7]})") == "domains[0]: expected a host name or IP address, got 7");
+  CHECK(only_error(R"({"domains": ["::1\u0000x"]})").starts_with("domains[0]: expected a host name"));
+  CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::1\u0000x"}]})")
+            .starts_with("listen[0].address: expected an IPv4 or IPv6 address literal"));
+}
+
+TEST_CASE("config: timers and registrar cross-checks") {
+  CHECK(only_error(R"({"timers": {"t1_ms": 1000, "t2_ms": 500}})") ==
+        "timers.t2_ms: must be at least t1_ms (1000), got 500");
+  // Against the default T1 (500) when only T2 is given.
+  CHECK(only_error(R"({"timers": {"t2_ms": 400}})") ==
+        "timers.t2_ms: must be at least t1_ms (500), got 400");
+  // A faulty T1 is reported once, not again as a cross-check.
+  CHECK(only_error(R"({"timers": {"t1_ms": 0, "t2_ms": 400}})") ==
+        "timers.t1_ms: expected an integer from 1 to 60000, got 0");
+
+  CHECK(only_error(R"({"registrar": {"min_expires": 600, "max_expires": 300}})") ==
+        "registrar.max_expires: must be at least min_expires (600), got 300");
+  CHECK(only_error(R"({"registrar": {"default_expires": 30}})") ==
+        "registrar.default_expires: must be between min_expires and max_expires (60 to 7200), got 30");
+  CHECK(only_error(R"({"registrar": {"max_expires": 3000}})") ==
+        "registrar.default_expires: must be between min_expires and max_expires (60 to 3000), got 3600");
+}
+
+TEST_CASE("config: repeated keys are faults") {
+  CHECK(only_error(R"({"workers": 1, "workers": 2})") ==
+        "workers: duplicate key; only one value per key is allowed");
+  CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::1"},
+                                  {"transport": "udp", "address": "::1", "port": 1, "port": 2}]})") ==
+        "listen[1].port: duplicate key; only one value per key is allowed");
+}
+
+TEST_CASE("config: all faults are reported together, in file order") {
+  ConfigLoad r = parse(R"({
+    "workers": "many",
+    "listen": [{"transport": "udp", "address": "127.0.0.1", "port": 5060},
+               {"transport": "udp", "address": "127.0.0.1", "port": "abc"}],
+    "timers": {"t2": 1},
+    "logging": {"level": "loud"},
+    "bogus": 1
+  })");
+  CHECK_FALSE(r.ok());
+  CHECK(r.config == nullptr);
+  REQUIRE(r.errors.size() == 5);
+  CHECK(r.errors[0] == R"(workers: expected an integer from 0 to 64, got "many")");
+  CHECK(r.errors[1] == R"(listen[1].port: expected an integer from 1 to 65535, got "abc")");
+  CHECK(r.errors[2].starts_with("timers.t2: unknown key"));
+  CHECK(r.errors[3].starts_with("logging.level: expected"));
+  CHECK(r.errors[4].starts_with("bogus: unknown key"));
+}
+
+TEST_CASE("config: syntax errors give FILE:LINE:COLUMN") {
+  SUBCASE("bad token") {
+    std::string e = only_error("{\n  \"workers\": 1,\n  x\n}");
+    CHECK(e.starts_with("test.json:3:3: syntax error"));
+    CHECK(e.find("[json.exception") == std::string::npos);
+  }
+  SUBCASE("columns count characters, not bytes") {
+    CHECK(only_error("{\"domains\": [\"\xc3\xa9\xc3\xa9\" x]}").starts_with("test.json:1:19: "));
+  }
+  SUBCASE("unexpected end") {
+    CHECK(only_error("{\n  \"workers\": 1,\n").starts_with("test.json:3:1: syntax error"));
+    CHECK(only_error("").starts_with("test.json:1:1: syntax error"));
+  }
+  SUBCASE("trailing garbage") {
+    CHECK(only_error("{}\n}").starts_with("test.json:2:1: "));
+  }
+  SUBCASE("number too large for a double") {
+    CHECK(only_error("{\n  \"workers\": 1e999\n}") ==
+          "test.json:2:14: number overflow parsing '1e999'");
+  }
+}
+
+TEST_CASE("config: relative paths resolve against the config file's directory") {
+  ConfigLoad r = parse(R"({"script": {"path": "scripts/r.lua"},
+                            "location": {"sqlite": {"path": "../data/./loc.db"}}})");
+  REQUIRE(r.ok());
+  CHECK(r.config->script.path == "/srv/sb/etc/scripts/r.lua");
+  CHECK(r.config->location.sqlite_path == "/srv/sb/data/loc.db");
+
+  ConfigLoad abs = parse(R"({"script": {"path": "/opt/r.lua"}})");
+  REQUIRE(abs.ok());
+  CHECK(abs.config->script.path == "/opt/r.lua");
+
+  TempDir tmp;
+  tmp.write("conf/sb.json", R"({"script": {"path": "r.lua"}})");
+  const std::string file = (tmp.path / "conf/sb.json").string();
+  ConfigLoad f = load_config_file(file);
+  REQUIRE_MESSAGE(f.ok(), (f.errors.empty() ? "" : f.errors[0]));
+  CHECK(f.config->script.path == (tmp.path / "conf/r.lua").string());
+  CHECK(f.config->location.sqlite_path == (tmp.path / "var/location.db").string());
+  CHECK(f.config->source == file);
+}
+
+TEST_CASE("config: load_config_file reports files it cannot read") {
+  ConfigLoad r = load_config_file("/nonexistent/switchboard.json");
+  CHECK_FALSE(r.ok());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == "/nonexistent/switchboard.json: cannot open: No such file or directory");
+
+  TempDir tmp;
+  ConfigLoad dir = load_config_file(tmp.path.string());
+  CHECK_FALSE(dir.ok());
+  REQUIRE(dir.errors.size() == 1);
+  CHECK(dir.errors[0].starts_with(tmp.path.string() + ": cannot"));
+
+  tmp.write("bad.json", "{\"workers\": 1,}");
+  ConfigLoad bad = load_config_file((tmp.path / "bad.json").string());
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].starts_with((tmp.path / "bad.json").string() + ":1:15: "));
+}
+
+TEST_CASE("config: is_local_domain") {
+  ConfigLoad r = parse(R"({"domains": ["Example.com", "192.0.2.1", "[2001:db8::1]", "::1"]})");
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK(c.is_local_domain("example.com"));
+  CHECK(c.is_local_domain("EXAMPLE.COM"));
+  CHECK(c.is_local_domain("192.0.2.1"));
+  CHECK(c.is_local_domain("::1"));
+  CHECK(c.is_local_domain("[::1]"));
+  CHECK(c.is_local_domain("[2001:DB8:0::1]"));
+  CHECK(c.is_local_domain("2001:db8::1"));
+  CHECK_FALSE(c.is_local_domain("example.org"));
+  CHECK_FALSE(c.is_local_domain("sub.example.com"));
+  CHECK_FALSE(c.is_local_domain("192.0.2.10"));
+  CHECK_FALSE(c.is_local_domain("::2"));
+  CHECK_FALSE(c.is_local_domain(""));
+  CHECK_FALSE(c.is_local_domain("["));
+  CHECK_FALSE(c.is_local_domain("[::1"));
+  CHECK_FALSE(c.is_local_domain(std::string_view("::1\0x", 5)));
+}
+
+TEST_CASE("config: worker_count") {
+  Config c;
+  c.workers = 3;
+  CHECK(c.worker_count() == 3);
+  c.workers = 0;
+  const unsigned hw = std::thread::hardware_concurrency();
+  const uint32_t expected = hw == 0 ? 1 : (hw > 64 ? 64 : hw);
+  CHECK(c.worker_count() == expected);
+  CHECK(c.worker_count() >= 1);
+}
+
+TEST_CASE("config: every accepted log level is one the logger knows") {
+  for (const char* level : {"debug", "info", "warn", "error", "off"}) {
+    CAPTURE(level);
+    ConfigLoad r = parse(std::string(R"({"logging": {"level": ")") + level + "\"}}");
+    REQUIRE(r.ok());
+    log::Level l;
+    CHECK(log::parse_level(r.config->logging.level, l));
+  }
+}
+
+}  // namespace sb::core
