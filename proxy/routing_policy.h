@@ -1,0 +1,114 @@
+// The contract between the proxy core and the operator's policy (DESIGN.md "Lua routing").
+// The proxy core knows nothing of Lua: it calls a RoutingPolicy; scripts/engine implements it
+// with Lua, tests implement it in C++. A policy answers through a callback so it may finish
+// later (a Lua coroutine that yields on Redis/DNS), always on the same worker thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/address.h"
+#include "core/message.h"
+
+namespace sb::proxy {
+
+// One branch destination (§16.5 target set element).
+struct Target {
+  std::string uri;                         // the Request-URI this branch is sent with
+  uint16_t q1000 = 1000;                   // q-value in thousandths (serial forking groups by q)
+  std::vector<std::string> route;          // Route values to put on top for this branch (RFC 3327 Path)
+  std::optional<core::Peer> destination;   // fixed next hop (a binding's source/flow: NAT, TCP
+                                           // reuse, RFC 5626); empty = resolve per RFC 3263
+};
+
+struct RelayOptions {
+  enum class Mode : uint8_t { Parallel, Serial };
+  Mode mode = Mode::Parallel;              // Serial: one q-group after another (§16.6)
+  int64_t timeout_ms = 0;                  // branch timeout (INVITE: Timer C); 0 = config value
+  std::vector<int> failover_codes;         // responses that move a branch to the next server; empty = config default
+  bool record_route = false;               // insert Record-Route (§16.6 step 4)
+};
+
+struct Decision {
+  enum class Kind : uint8_t { None, Reply, Relay, Redirect };
+  Kind kind = Kind::None;
+  // Reply: the response to send (also what registrar.save decides).
+  int status = 0;
+  std::string reason;
+  std::vector<std::string> headers;        // whole "Name: value" lines
+  std::string body;
+  // Relay: the target set. Empty = relay to the Request-URI / Route as they stand (in-dialog,
+  // loose routing).
+  std::vector<Target> targets;
+  RelayOptions relay;
+  // Redirect: 3xx with these Contact values (status defaults to 302).
+  std::vector<std::string> contacts;
+  // Where a decision came from, for logs ("scripts/default.lua:12"); empty when unknown.
+  std::string origin;
+
+  static Decision reply(int status, std::string reason = {}) {
+    Decision d;
+    d.kind = Kind::Reply;
+    d.status = status;
+    d.reason = std::move(reason);
+    return d;
+  }
+};
+
+// Edits the policy made to the request; applied when it is relayed.
+struct RequestEdits {
+  std::optional<std::string> ruri;                               // new Request-URI
+  std::vector<std::pair<std::string, std::string>> set_headers;  // replace every header of that name (or add)
+  std::vector<std::string> add_headers;                          // whole lines to add
+  std::vector<std::string> remove_headers;                       // header names to remove
+};
+
+// What a policy sees of one request. Valid until the decision callback has been called.
+class PolicyRequest {
+ public:
+  virtual ~PolicyRequest() = default;
+  virtual const core::Message& message() const = 0;
+  virtual const core::Peer& source() const = 0;
+  virtual RequestEdits& edits() = 0;
+  // A request inside a dialog: the To header has a tag (§12.2).
+  bool in_dialog() const { return !message().to().tag().empty(); }
+};
+
+// The best final response when every branch failed (§16.7 step 6), for on_failure.
+struct FailureInfo {
+  int status = 0;
+  std::string reason;
+  std::vector<std::string> attempted;      // the target URIs tried, in order
+};
+
+using DecisionFn = std::function<void(Decision)>;
+
+// Services a policy may use: the registrar and the location service. The proxy side
+// implements it; policies get it at construction.
+class PolicyServices {
+ public:
+  virtual ~PolicyServices() = default;
+  // The targets registered for an AOR (any SIP URI; it is canonicalised), best first.
+  virtual std::vector<Target> lookup(std::string_view uri) = 0;
+  // Process a REGISTER as registrar (RFC 3261 §10.3): the response to send.
+  virtual Decision registrar_save(const PolicyRequest& req) = 0;
+  // Is this host one of our domains?
+  virtual bool is_local_domain(std::string_view host) const = 0;
+  virtual std::vector<std::string> domains() const = 0;
+};
+
+class RoutingPolicy {
+ public:
+  virtual ~RoutingPolicy() = default;
+  // A new request (never a retransmission). Call done exactly once, now or later on this worker.
+  virtual void on_request(PolicyRequest& req, DecisionFn done) = 0;
+  // Every branch failed. Decision::Kind::None means "send the best response as it is".
+  virtual void on_failure(PolicyRequest& req, const FailureInfo& best, DecisionFn done) = 0;
+};
+
+}  // namespace sb::proxy

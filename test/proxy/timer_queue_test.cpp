@@ -1,0 +1,81 @@
+#include "proxy/timer_queue.h"
+
+#include <doctest/doctest.h>
+
+#include <random>
+#include <vector>
+
+using sb::proxy::TimerEntry;
+using sb::proxy::TimerQueue;
+
+static_assert(sizeof(TimerEntry) <= 32, "timers stay small PODs: 300k of them are pending");
+
+TEST_CASE("TimerQueue: empty queue has no deadline and fires nothing") {
+  TimerQueue q;
+  CHECK(q.next_deadline() == TimerQueue::kNever);
+  CHECK(q.pop_due(1'000'000, [](const TimerEntry&) { FAIL("nothing to fire"); }) == 0);
+}
+
+TEST_CASE("TimerQueue: fires only what is due, earliest first, with its owner data") {
+  TimerQueue q;
+  q.schedule(3, 30, 2, 300);
+  q.schedule(1, 10, 0, 100);
+  q.schedule(2, 20, 1, 200);
+  CHECK(q.next_deadline() == 100);
+  std::vector<TimerEntry> fired;
+  CHECK(q.pop_due(99, [&](const TimerEntry& e) { fired.push_back(e); }) == 0);
+  CHECK(q.pop_due(200, [&](const TimerEntry& e) { fired.push_back(e); }) == 2);
+  REQUIRE(fired.size() == 2);
+  CHECK(fired[0].owner_id == 1);
+  CHECK(fired[0].generation == 10);
+  CHECK(fired[0].kind == 0);
+  CHECK(fired[0].deadline_ms == 100);
+  CHECK(fired[1].owner_id == 2);
+  CHECK(q.next_deadline() == 300);
+  CHECK(q.size() == 1);
+}
+
+TEST_CASE("TimerQueue: timers with one deadline fire in scheduling order") {
+  TimerQueue q;
+  for (uint64_t i = 0; i < 50; ++i) q.schedule(i, 0, 0, 500);
+  std::vector<uint64_t> order;
+  q.pop_due(500, [&](const TimerEntry& e) { order.push_back(e.owner_id); });
+  REQUIRE(order.size() == 50);
+  for (uint64_t i = 0; i < 50; ++i) CHECK(order[i] == i);
+}
+
+TEST_CASE("TimerQueue: a callback may schedule; due ones fire in the same call") {
+  TimerQueue q;
+  q.schedule(1, 0, 0, 100);
+  std::vector<uint64_t> order;
+  size_t n = q.pop_due(150, [&](const TimerEntry& e) {
+    order.push_back(e.owner_id);
+    if (e.owner_id == 1) {
+      q.schedule(2, 0, 0, 150);  // due now: fires in this call
+      q.schedule(3, 0, 0, 151);  // not yet
+    }
+  });
+  CHECK(n == 2);
+  CHECK(order == std::vector<uint64_t>{1, 2});
+  CHECK(q.next_deadline() == 151);
+}
+
+TEST_CASE("TimerQueue: 300k pending timers pop in deadline order") {
+  TimerQueue q;
+  q.reserve(300'000);
+  std::mt19937_64 rng(42);
+  for (uint64_t i = 0; i < 300'000; ++i)
+    q.schedule(i, static_cast<uint32_t>(i), 0, static_cast<int64_t>(rng() % 64'000));
+  CHECK(q.size() == 300'000);
+  int64_t last = -1;
+  size_t n = 0;
+  bool ordered = true;
+  q.pop_due(TimerQueue::kNever - 1, [&](const TimerEntry& e) {
+    ordered = ordered && e.deadline_ms >= last;
+    last = e.deadline_ms;
+    ++n;
+  });
+  CHECK(ordered);
+  CHECK(n == 300'000);
+  CHECK(q.empty());
+}
