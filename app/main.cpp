@@ -1,2 +1,78 @@
+// switchboard: the command line. `run` starts the proxy; `check` validates a config offline
+// with the same code the running proxy uses.
 #include <cstdio>
-int main() { std::puts("switchboard " SB_VERSION); return 0; }
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "app/runtime.h"
+#include "core/config.h"
+
+namespace {
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: switchboard [run] [-c FILE]      start the proxy (default: the embedded etc/switchboard.json)\n"
+               "       switchboard check -c FILE        validate a configuration and exit (0 = valid)\n"
+               "       switchboard version              print the version\n");
+}
+
+sb::core::ConfigLoad load(const std::string& path) {
+  return path.empty() ? sb::core::load_default_config() : sb::core::load_config_file(path);
+}
+
+int cmd_check(const std::string& path) {
+  auto cfg = load(path);
+  std::string name = path.empty() ? "<embedded default>" : path;
+  if (!cfg.ok()) {
+    for (const auto& e : cfg.errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
+    std::fprintf(stderr, "%s: %zu error(s)\n", name.c_str(), cfg.errors.size());
+    return 1;
+  }
+  std::printf("%s: ok (%zu listener(s), %u worker(s))\n", name.c_str(), cfg.config->listen.size(),
+              cfg.config->worker_count());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string command = "run";
+  std::string config_path;
+  size_t i = 0;
+  if (!args.empty() && args[0][0] != '-') {
+    command = args[0];
+    i = 1;
+  }
+  for (; i < args.size(); ++i) {
+    if ((args[i] == "-c" || args[i] == "--config") && i + 1 < args.size()) {
+      config_path = args[++i];
+    } else if (args[i] == "-h" || args[i] == "--help") {
+      usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "switchboard: unexpected argument '%s'\n", args[i].c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (command == "version") {
+    std::printf("switchboard %s\n", SB_VERSION);
+    return 0;
+  }
+  if (command == "check") return cmd_check(config_path);
+  if (command == "run") {
+    auto cfg = load(config_path);
+    if (!cfg.ok()) {
+      for (const auto& e : cfg.errors)
+        std::fprintf(stderr, "%s: %s\n", config_path.empty() ? "<embedded default>" : config_path.c_str(),
+                     e.c_str());
+      return 1;
+    }
+    return sb::app::run(cfg.config);
+  }
+  std::fprintf(stderr, "switchboard: unknown command '%s'\n", command.c_str());
+  usage(stderr);
+  return 2;
+}

@@ -32,7 +32,8 @@ std::optional<uint32_t> branch_worker(std::string_view branch) {
     return std::nullopt;
   std::string_view rest = branch.substr(kPrefix.size());
   size_t dot = rest.find('.');
-  if (dot == 0 || dot == std::string_view::npos || dot > 8) return std::nullopt;
+  if (dot == 0 || dot == std::string_view::npos || dot > 8 || dot + 1 == rest.size())
+    return std::nullopt;
   uint32_t w = 0;
   auto r = std::from_chars(rest.data(), rest.data() + dot, w, 16);
   if (r.ptr != rest.data() + dot) return std::nullopt;

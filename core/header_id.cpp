@@ -1,6 +1,8 @@
 #include "core/header_id.h"
 
 #include <array>
+#include <bit>
+#include <cstring>
 
 #include "core/text.h"
 
@@ -89,6 +91,65 @@ constexpr std::array<HeaderId, 128> make_compact() {
 }
 constexpr auto kCompact = make_compact();
 
+// Full names in an open-addressed table built at compile time: one hash of the length and
+// three letters, then (almost always) one compare of three 64-bit words.
+constexpr size_t kSlots = 256;
+constexpr size_t kMaxName = 24;  // longer than any known name
+constexpr size_t fold(char c) { return static_cast<unsigned char>(c) | 0x20u; }
+constexpr size_t name_hash(std::string_view n) {
+  size_t len = n.size();
+  return (len * 37 + fold(n[0]) * 31 + fold(n[len - 1]) * 7 + fold(n[len / 2]) * 3) & (kSlots - 1);
+}
+constexpr std::array<uint8_t, kSlots> make_slots() {
+  std::array<uint8_t, kSlots> t{};
+  for (size_t i = 1; i < std::size(kEntries); ++i) {
+    size_t h = name_hash(kEntries[i].name);
+    while (t[h] != 0) h = (h + 1) & (kSlots - 1);
+    t[h] = static_cast<uint8_t>(i);
+  }
+  return t;
+}
+constexpr auto kSlotsTable = make_slots();
+
+// Each name lower-cased into little-endian words, with a mask holding 0x20 where the name
+// has a letter: (input | mask) == word is then an exact case-insensitive match.
+struct Key {
+  uint64_t w[3];
+  uint64_t m[3];
+};
+constexpr std::array<Key, std::size(kEntries)> make_keys() {
+  std::array<Key, std::size(kEntries)> t{};
+  for (size_t i = 0; i < std::size(kEntries); ++i) {
+    std::string_view n = kEntries[i].name;
+    for (size_t j = 0; j < n.size(); ++j) {
+      uint64_t c = static_cast<unsigned char>(ascii_lower(n[j]));
+      t[i].w[j / 8] |= c << (8 * (j % 8));
+      const bool letter = (n[j] >= 'A' && n[j] <= 'Z') || (n[j] >= 'a' && n[j] <= 'z');
+      if (letter) t[i].m[j / 8] |= 0x20ull << (8 * (j % 8));
+    }
+  }
+  return t;
+}
+constexpr auto kKeys = make_keys();
+static_assert([] {
+  for (const auto& e : kEntries)
+    if (e.name.size() >= kMaxName) return false;
+  return true;
+}());
+
+bool matches(size_t i, std::string_view name) {
+  if (kEntries[i].name.size() != name.size()) return false;
+  if constexpr (std::endian::native == std::endian::little) {
+    uint64_t w[3] = {0, 0, 0};
+    std::memcpy(w, name.data(), name.size());
+    const Key& k = kKeys[i];
+    return ((w[0] | k.m[0]) == k.w[0]) & ((w[1] | k.m[1]) == k.w[1]) &
+           ((w[2] | k.m[2]) == k.w[2]);
+  } else {
+    return iequals(kEntries[i].name, name);
+  }
+}
+
 }  // namespace
 
 HeaderId header_id(std::string_view name) {
@@ -96,14 +157,12 @@ HeaderId header_id(std::string_view name) {
     auto c = static_cast<unsigned char>(name[0]);
     return c < 128 ? kCompact[c] : HeaderId::Other;
   }
-  // Linear over ~60 names but cut by length and first letter first: cheap and branch-friendly.
-  char first = ascii_lower(name.empty() ? 0 : name[0]);
-  for (size_t i = 1; i < std::size(kEntries); ++i) {
-    const auto& e = kEntries[i];
-    if (e.name.size() == name.size() && ascii_lower(e.name[0]) == first && iequals(e.name, name))
-      return e.id;
+  if (name.empty() || name.size() >= kMaxName) return HeaderId::Other;
+  for (size_t h = name_hash(name);; h = (h + 1) & (kSlots - 1)) {
+    uint8_t i = kSlotsTable[h];
+    if (i == 0) return HeaderId::Other;
+    if (matches(i, name)) return kEntries[i].id;
   }
-  return HeaderId::Other;
 }
 
 std::string_view header_name(HeaderId id) { return kEntries[static_cast<int>(id)].name; }

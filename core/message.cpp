@@ -1,37 +1,37 @@
 #include "core/message.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/text.h"
 
 namespace sb::core {
 
 namespace {
 
-// Find the end of the line starting at `pos`: returns the offset of the terminator and sets
-// `next` past it. CRLF is the terminator; a bare LF is tolerated.
-size_t line_end(std::string_view s, size_t pos, size_t& next) {
-  size_t lf = s.find('\n', pos);
-  if (lf == std::string_view::npos) {
-    next = s.size();
-    return std::string_view::npos;
-  }
-  next = lf + 1;
-  return (lf > pos && s[lf - 1] == '\r') ? lf - 1 : lf;
+constexpr size_t npos = std::string_view::npos;
+
+// Offset of the next '\n' at or after `from`, npos when there is none.
+inline size_t find_lf(std::string_view s, size_t from) {
+  if (from >= s.size()) return npos;
+  const void* p = std::memchr(s.data() + from, '\n', s.size() - from);
+  return p ? static_cast<size_t>(static_cast<const char*>(p) - s.data()) : npos;
 }
 
 bool valid_version(std::string_view v) {
   // "SIP/" 1*DIGIT "." 1*DIGIT, "SIP" case-insensitive.
   if (v.size() < 7 || !iequals(v.substr(0, 4), "SIP/")) return false;
   size_t dot = v.find('.', 4);
-  if (dot == std::string_view::npos || dot == 4 || dot + 1 == v.size()) return false;
+  if (dot == npos || dot == 4 || dot + 1 == v.size()) return false;
   for (size_t i = 4; i < v.size(); ++i)
     if (i != dot && !is_digit(v[i])) return false;
   return true;
 }
 
-bool is_sip20(std::string_view v) { return iequals(v, "SIP/2.0"); }
+bool is_sip20(std::string_view v) { return v.size() == 7 && iequals(v, "SIP/2.0"); }
 
 bool valid_call_id(std::string_view v) {
-  // word [ "@" word ]: no whitespace, printable ASCII.
+  // word [ "@" word ], read liberally: printable ASCII without whitespace.
   if (v.empty()) return false;
   for (char c : v) {
     auto u = static_cast<unsigned char>(c);
@@ -39,6 +39,15 @@ bool valid_call_id(std::string_view v) {
   }
   return true;
 }
+
+// Keeps the first fault; later ones are checked for their side effects only.
+struct FirstError {
+  Status st;
+  void note(const Status& s) {
+    if (st.ok() && !s.ok()) st = s;
+  }
+  void note(const Error& e) { note(Status(e)); }
+};
 
 }  // namespace
 
@@ -76,179 +85,182 @@ Status Message::parse_start_line(std::string_view line) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     is_request_ = false;
     size_t sp = line.find(' ');
-    if (sp == std::string_view::npos) return Error{"malformed status line"};
     std::string_view version = line.substr(0, sp);
-    if (!valid_version(version)) return Error{"malformed status line"};
-    if (!is_sip20(version)) return Error{"unsupported SIP version", 505};
+    if (sp == npos || !valid_version(version))
+      return Error{"malformed SIP version", 400, "Status-Line"};
+    if (!is_sip20(version)) return Error{"SIP version not supported", 505, "Status-Line"};
     std::string_view code = line.substr(sp + 1, 3);
-    if (code.size() != 3 || !is_digit(code[0]) || !is_digit(code[1]) || !is_digit(code[2]))
-      return Error{"bad status code"};
-    if (line.size() > sp + 4 && line[sp + 4] != ' ') return Error{"bad status code"};
-    status_ = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
-    if (status_ < 100 || status_ > 699) return Error{"bad status code"};
+    if (code.size() != 3 || !is_digit(code[0]) || !is_digit(code[1]) || !is_digit(code[2]) ||
+        (line.size() > sp + 4 && line[sp + 4] != ' '))
+      return Error{"status code is not three digits", 400, "Status-Line"};
+    int status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
+    if (status < 100 || status > 699)
+      return Error{"status code out of range", 400, "Status-Line"};
+    status_ = status;
     reason_ = line.size() > sp + 5 ? line.substr(sp + 5) : std::string_view{};
     return {};
   }
-  // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP between the three.
+  // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP between the three
+  // (RFC 4475 §3.1.2.8-10: extra LWS is an error).
   size_t sp1 = line.find(' ');
-  if (sp1 == std::string_view::npos || sp1 == 0) return Error{"malformed request line"};
+  if (sp1 == npos || sp1 == 0) return Error{"malformed", 400, "Request-Line"};
   method_text_ = line.substr(0, sp1);
-  if (!is_token(method_text_)) return Error{"malformed request line: bad method"};
+  if (!is_token(method_text_)) return Error{"bad method", 400, "Request-Line"};
   method_ = method_from_name(method_text_);
   size_t sp2 = line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos) return Error{"malformed request line"};
+  if (sp2 == npos) return Error{"missing SIP version", 400, "Request-Line"};
   ruri_text_ = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (ruri_text_.empty() || version.find(' ') != std::string_view::npos || version.empty())
-    return Error{"malformed request line: extra whitespace"};
-  if (!valid_version(version)) return Error{"malformed request line: bad SIP version"};
-  if (!is_sip20(version)) return Error{"unsupported SIP version", 505};
-  auto uri = parse_uri(ruri_text_);
-  if (!uri) return in_header(uri.error(), "Request-URI");
-  ruri_ = *uri;
-  // §19.1.1: headers are not allowed in a Request-URI.
+  if (ruri_text_.empty() || version.empty() || version.find(' ') != npos)
+    return Error{"extra whitespace", 400, "Request-Line"};
+  if (!valid_version(version)) return Error{"malformed SIP version", 400, "Request-Line"};
+  if (!is_sip20(version)) return Error{"SIP version not supported", 505, "Request-Line"};
+  Status st = parse_uri(ruri_text_, ruri_);
+  if (!st) return in_header(st.error(), "Request-URI");
+  // §19.1.1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
   if (ruri_.is_sip() && !ruri_.headers.empty())
     return Error{"headers not allowed", 400, "Request-URI"};
   return {};
 }
 
-Status Message::parse_headers(std::string_view s, size_t& pos, const ParseOptions& opts) {
-  headers_begin_ = static_cast<uint32_t>(pos);
+void Message::add_header(HeaderId id, std::string_view name, std::string_view value,
+                         size_t begin, size_t end) {
+  auto idx = static_cast<size_t>(id);
+  if (first_[idx] < 0) first_[idx] = static_cast<int16_t>(headers_.size());
+  if (counts_[idx] < 0xffff) ++counts_[idx];
+  headers_.push_back(Header{id, name, value, static_cast<uint32_t>(begin), static_cast<uint32_t>(end)});
+}
+
+Status Message::parse_headers(std::string_view s, size_t& pos, const ParseOptions& opts,
+                              bool& unterminated) {
+  const char* const b = s.data();
+  const size_t n = s.size();
+  // first_ holds int16 indexes.
+  const size_t max_headers = std::min<size_t>(opts.max_headers, 0x7fff);
+  if (headers_.capacity() == 0) headers_.reserve(32);
+  unterminated = false;
   while (true) {
-    if (pos >= s.size()) return Error{"missing empty line after headers"};
-    size_t next;
-    size_t eol = line_end(s, pos, next);
-    if (eol == std::string_view::npos) return Error{"missing empty line after headers"};
-    if (eol == pos) {  // empty line: end of headers
+    if (pos >= n) {
+      unterminated = true;
+      return Error{"header section not ended by an empty line"};
+    }
+    const char c = b[pos];
+    if (c == '\r' && pos + 1 < n && b[pos + 1] == '\n') {  // the empty line
       headers_end_ = static_cast<uint32_t>(pos);
-      pos = next;
+      pos += 2;
       return {};
     }
-    if (is_ws(s[pos])) {
-      // Folded continuation of the previous header (§7.3.1).
-      if (headers_.empty()) return Error{"header section starts with whitespace"};
-      Header& h = headers_.back();
-      std::string_view cont = trim(s.substr(pos, eol - pos));
-      if (!cont.empty()) {
-        const char* vb = h.value.empty() ? cont.data() : h.value.data();
-        h.value = std::string_view(vb, static_cast<size_t>(cont.data() + cont.size() - vb));
-      }
-      h.end = static_cast<uint32_t>(next);
-      pos = next;
-      continue;
+    if (c == '\n') {  // a bare LF is tolerated as a line end
+      headers_end_ = static_cast<uint32_t>(pos);
+      pos += 1;
+      return {};
     }
-    size_t colon = s.find(':', pos);
-    if (colon == std::string_view::npos || colon >= eol) return Error{"malformed header line"};
-    size_t ne = colon;
-    while (ne > pos && is_ws(s[ne - 1])) --ne;
-    std::string_view name = s.substr(pos, ne - pos);
-    if (!is_token(name)) return Error{"malformed header name"};
-    if (headers_.size() >= opts.max_headers) return Error{"too many headers"};
-    Header h;
-    h.id = header_id(name);
-    h.name = name;
-    h.value = trim(s.substr(colon + 1, eol - colon - 1));
-    h.begin = static_cast<uint32_t>(pos);
-    h.end = static_cast<uint32_t>(next);
-    auto idx = static_cast<int>(h.id);
-    if (first_[idx] < 0) first_[idx] = static_cast<int16_t>(headers_.size());
-    if (counts_[idx] < 0xffff) ++counts_[idx];
-    headers_.push_back(h);
-    pos = next;
+    if (is_ws(c)) return Error{"header section starts with whitespace"};
+    // header-name HCOLON: token, then SP/HT, then ':'.
+    const size_t ns = pos;
+    size_t ne = scan(s, pos, chars::kToken);
+    size_t p = ne;
+    while (p < n && is_ws(b[p])) ++p;
+    if (ne == ns || p >= n || b[p] != ':') {
+      if (find_lf(s, pos) == npos) {
+        unterminated = true;
+        return Error{"header section not ended by an empty line"};
+      }
+      return Error{ne == ns ? "malformed header name" : "header line without ':'"};
+    }
+    // The value runs to the end of the line and over folded continuation lines (§7.3.1).
+    const size_t vb = p + 1;
+    size_t lf = find_lf(s, vb);
+    while (lf != npos && lf + 1 < n && is_ws(b[lf + 1])) lf = find_lf(s, lf + 2);
+    if (headers_.size() >= max_headers) return Error{"too many headers"};
+    std::string_view name = s.substr(ns, ne - ns);
+    if (lf == npos) {
+      add_header(header_id(name), name, trim(s.substr(vb)), ns, n);
+      pos = n;
+      unterminated = true;
+      return Error{"header section not ended by an empty line"};
+    }
+    add_header(header_id(name), name, trim(s.substr(vb, lf - vb)), ns, lf + 1);
+    pos = lf + 1;
   }
 }
 
 Status Message::check_headers() {
-  // Headers that may appear once and that we rely on (§20, RFC 4475 §3.1.2.17).
-  static constexpr HeaderId kSingle[] = {HeaderId::From, HeaderId::To, HeaderId::CallId,
-                                         HeaderId::CSeq, HeaderId::MaxForwards,
-                                         HeaderId::ContentLength};
-  for (HeaderId id : kSingle)
-    if (count(id) > 1) return Error{"header appears more than once", 400, header_name(id)};
+  FirstError err;
 
-  // Via: every element must parse; the top one is kept.
-  if (const Header* h = find(HeaderId::Via)) {
-    // A 400 needs only the sent-by, so check the top element without its params first.
-    std::string_view first_el;
-    for_each_list_element(h->value, [&](std::string_view v) { first_el = v; return false; });
-    size_t semi = first_el.find(';');
-    if (auto lenient = parse_via(first_el.substr(0, semi))) {
-      top_via_ = *lenient;
-      via_usable_ = true;
-    }
-    Status st;
-    bool first = true;
+  // Via first: an answer to a faulty request needs only the top Via's sent-by (§18.2.2).
+  if (first_[static_cast<size_t>(HeaderId::Via)] >= 0) {
+    bool top = true;
+    Via other;
     for_each_value(HeaderId::Via, [&](std::string_view v) {
       ++via_count_;
-      if (v.empty()) {
-        st = Error{"empty value", 400, "Via"};
-        return false;
-      }
-      auto via = parse_via(v);
-      if (!via) {
-        st = in_header(via.error(), "Via");
-        return false;
-      }
-      if (first) {
-        top_via_ = *via;
-        has_via_ = true;
-        first = false;
+      if (top) {
+        top = false;
+        Status st = v.empty() ? Status(Error{"empty value", 400, "Via"}) : parse_via(v, top_via_);
+        via_usable_ = !top_via_.host.empty();
+        has_via_ = st.ok();
+        err.note(st);
+      } else if (err.st.ok()) {
+        err.note(v.empty() ? Status(Error{"empty value", 400, "Via"}) : parse_via(v, other));
       }
       return true;
     });
-    if (!st) return st;
+  } else {
+    err.note(Error{"missing", 400, "Via"});
   }
-  if (!has_via_) return Error{"missing header", 400, "Via"};
+
+  // Headers that may appear once and that we rely on (§20, RFC 4475 §3.3.8-9).
+  static constexpr HeaderId kSingle[] = {HeaderId::CallId, HeaderId::CSeq, HeaderId::From,
+                                         HeaderId::To, HeaderId::MaxForwards,
+                                         HeaderId::ContentLength};
+  for (HeaderId id : kSingle)
+    if (count(id) > 1) err.note(Error{"appears more than once", 400, header_name(id)});
 
   if (const Header* h = find(HeaderId::CallId)) {
-    if (!valid_call_id(h->value)) return Error{"malformed value", 400, "Call-ID"};
-    call_id_ = h->value;
+    if (valid_call_id(h->value)) call_id_ = h->value;
+    else err.note(Error{"malformed value", 400, "Call-ID"});
   } else {
-    return Error{"missing header", 400, "Call-ID"};
+    err.note(Error{"missing", 400, "Call-ID"});
   }
   if (const Header* h = find(HeaderId::CSeq)) {
     auto c = parse_cseq(h->value);
-    if (!c) return in_header(c.error(), "CSeq");
-    cseq_ = *c;
+    if (c) cseq_ = *c;
+    else err.note(c.error());
   } else {
-    return Error{"missing header", 400, "CSeq"};
+    err.note(Error{"missing", 400, "CSeq"});
   }
   if (const Header* h = find(HeaderId::From)) {
-    auto f = parse_name_addr(h->value);
-    if (!f) return in_header(f.error(), "From");
-    from_ = *f;
-    has_from_ = true;
+    Status st = parse_name_addr(h->value, from_);
+    has_from_ = st.ok();
+    if (!st) err.note(in_header(st.error(), "From"));
   } else {
-    return Error{"missing header", 400, "From"};
+    err.note(Error{"missing", 400, "From"});
   }
   if (const Header* h = find(HeaderId::To)) {
-    auto t = parse_name_addr(h->value);
-    if (!t) return in_header(t.error(), "To");
-    to_ = *t;
-    has_to_ = true;
+    Status st = parse_name_addr(h->value, to_);
+    has_to_ = st.ok();
+    if (!st) err.note(in_header(st.error(), "To"));
   } else {
-    return Error{"missing header", 400, "To"};
+    err.note(Error{"missing", 400, "To"});
   }
   if (const Header* h = find(HeaderId::MaxForwards)) {
     auto mf = parse_max_forwards(h->value);
-    if (!mf) return in_header(mf.error(), "Max-Forwards");
-    max_forwards_ = static_cast<int>(*mf);
+    if (mf) max_forwards_ = static_cast<int>(*mf);
+    else err.note(mf.error());
   }
   if (const Header* h = find(HeaderId::ContentLength)) {
     auto cl = parse_uint(h->value, 0xffffffffull);
-    if (!cl) return Error{"not a non-negative number", 400, "Content-Length"};
-    content_length_ = static_cast<int64_t>(*cl);
+    if (cl) content_length_ = static_cast<int64_t>(*cl);
+    else err.note(Error{"not a non-negative number", 400, "Content-Length"});
   }
-  if (const Header* h = find(HeaderId::Expires)) {
-    if (!parse_delta_seconds(h->value, "bad"))
-      return Error{"not a number of seconds below 2**32", 400, "Expires"};
-  }
-  if (is_request_ && cseq_.method_text != method_text_) {
+  // Expires is not checked here: a proxy does not read it, and a registrar treats a
+  // malformed value as 3600 (§20.19, RFC 4475 §3.1.2.4).
+  if (is_request_ && err.st.ok() && cseq_.method_text != method_text_) {
     // RFC 4475 §3.1.2.18: with an unknown method, 501 is the better answer.
-    if (method_ == Method::Other) return Error{"method not implemented", 501, "CSeq"};
-    return Error{"method does not match the request line", 400, "CSeq"};
+    if (method_ == Method::Other) err.note(Error{"method not implemented", 501, "CSeq"});
+    else err.note(Error{"method does not match the request line", 400, "CSeq"});
   }
-  return {};
+  return err.st;
 }
 
 Status Message::parse(std::string_view bytes, const ParseOptions& opts) {
@@ -257,21 +269,25 @@ Status Message::parse(std::string_view bytes, const ParseOptions& opts) {
   size_t pos = 0;
   // §7.5: ignore CRLFs before the start line.
   while (pos < bytes.size() && (bytes[pos] == '\r' || bytes[pos] == '\n')) ++pos;
-  start_ = static_cast<uint32_t>(pos);
+  start_ = headers_begin_ = headers_end_ = static_cast<uint32_t>(pos);
   if (pos >= bytes.size()) return Error{"empty message"};
-  size_t next;
-  size_t eol = line_end(bytes, pos, next);
-  if (eol == std::string_view::npos) return Error{"missing end of start line"};
+  size_t lf = find_lf(bytes, pos);
+  if (lf == npos) return Error{"start line not ended"};
+  size_t eol = (lf > pos && bytes[lf - 1] == '\r') ? lf - 1 : lf;
   Status st = parse_start_line(bytes.substr(pos, eol - pos));
+  pos = lf + 1;
+  headers_begin_ = headers_end_ = static_cast<uint32_t>(pos);
   // Keep going after a start-line fault so the Via is known for the error response.
-  pos = next;
-  Status hs = parse_headers(bytes, pos, opts);
-  Status cs = hs ? check_headers() : Status{};
+  bool unterminated = false;
+  Status hs = parse_headers(bytes, pos, opts, unterminated);
+  if (unterminated) headers_end_ = static_cast<uint32_t>(bytes.size());
+  Status cs = check_headers();
   if (!st) return st;
-  if (!hs) return hs;
+  if (!hs && !unterminated) return hs;
   if (!cs) return cs;
+  if (!hs) return hs;
   // Body (§18.3, §20.14): Content-Length bounds it; bytes past it are ignored; a
-  // Content-Length beyond the message is an error.
+  // Content-Length beyond the message is an error. Without one the body is the rest.
   size_t avail = bytes.size() - pos;
   if (content_length_ >= 0) {
     if (static_cast<uint64_t>(content_length_) > avail)

@@ -27,13 +27,17 @@ struct Header {
 struct ParseOptions {
   // Datagram: a missing Content-Length means "the rest of the datagram" (§18.3).
   // Stream framing has already cut the message, so the same rule applies to its slice.
+  // More header lines than this is a 400 (at most 32767 are ever accepted).
   uint32_t max_headers = 256;
 };
 
 class Message {
  public:
   // Parse `bytes` (which must outlive this object's use). On failure the fields parsed
-  // so far stay readable, so a 400 can still be built when the Via was usable.
+  // so far stay readable, so a 400 can still be built when the Via was usable: the typed
+  // headers are read even after a fault in the start line or a header section that never
+  // ends. The error is the first of: start line, header syntax, typed headers (Via first),
+  // header section not closed, Content-Length beyond the message.
   Status parse(std::string_view bytes, const ParseOptions& opts = {});
 
   bool is_request() const { return is_request_; }
@@ -105,8 +109,13 @@ class Message {
  private:
   void reset();
   Status parse_start_line(std::string_view line);
-  Status parse_headers(std::string_view bytes, size_t& pos, const ParseOptions& opts);
+  // Splits the header lines; `unterminated` tells a missing end of the section apart from
+  // a malformed line.
+  Status parse_headers(std::string_view bytes, size_t& pos, const ParseOptions& opts,
+                       bool& unterminated);
   Status check_headers();
+  void add_header(HeaderId id, std::string_view name, std::string_view value, size_t begin,
+                  size_t end);
 
   std::string_view raw_;
   bool is_request_ = true;

@@ -63,10 +63,35 @@ std::string_view default_reason(int s) {
   }
 }
 
+namespace {
+
+// §12.1.1: a response that establishes a dialog carries the request's Record-Route.
+bool may_establish_dialog(const Message& req, int status) {
+  if (status <= 100 || status >= 300) return false;
+  switch (req.method()) {
+    case Method::Invite:
+    case Method::Subscribe:
+    case Method::Refer:
+    case Method::Notify:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void put_line(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+}  // namespace
+
 std::string build_response(const Message& req, const ResponseSpec& spec) {
   std::string out;
-  out.reserve(512 + spec.body.size());
-  char code[8];
+  size_t size = 64 + spec.reason.size() + spec.to_tag.size() + spec.body.size();
+  for (const Header& h : req.headers()) size += h.name.size() + h.value.size() + 4;
+  for (auto line : spec.headers) size += line.size() + 2;
+  out.reserve(size);
+  char code[24];
   auto r = std::to_chars(code, code + sizeof code, spec.status);
   out += "SIP/2.0 ";
   out.append(code, static_cast<size_t>(r.ptr - code));
@@ -75,14 +100,15 @@ std::string build_response(const Message& req, const ResponseSpec& spec) {
   // A reason phrase may not hold CR or LF.
   for (char c : reason) out += (c == '\r' || c == '\n') ? ' ' : c;
   out += "\r\n";
-  const std::string_view raw = req.raw();
+  // §8.2.6.2: Via (all, in order), From, To, Call-ID, CSeq; §8.2.6.1: Timestamp in a 100.
+  const bool record_route = may_establish_dialog(req, spec.status);
   for (const Header& h : req.headers()) {
     switch (h.id) {
       case HeaderId::Via:
       case HeaderId::From:
       case HeaderId::CallId:
       case HeaderId::CSeq:
-        out.append(h.name).append(": ").append(h.value).append("\r\n");
+        put_line(out, h.name, h.value);
         break;
       case HeaderId::To:
         out.append(h.name).append(": ").append(h.value);
@@ -90,11 +116,16 @@ std::string build_response(const Message& req, const ResponseSpec& spec) {
           out.append(";tag=").append(spec.to_tag);
         out += "\r\n";
         break;
+      case HeaderId::Timestamp:
+        if (spec.status == 100) put_line(out, h.name, h.value);
+        break;
+      case HeaderId::RecordRoute:
+        if (record_route) put_line(out, h.name, h.value);
+        break;
       default:
         break;
     }
   }
-  (void)raw;
   for (auto line : spec.headers) out.append(line).append("\r\n");
   out += "Content-Length: ";
   r = std::to_chars(code, code + sizeof code, spec.body.size());

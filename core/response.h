@@ -1,5 +1,8 @@
 // Building a response to a received request (RFC 3261 §8.2.6): Via, From, To (with our
-// tag when the request had none), Call-ID and CSeq copied; extra headers and a body.
+// tag when the request had none), Call-ID and CSeq copied; Timestamp in a 100 (§8.2.6.1);
+// Record-Route in a 101-299 to a dialog-creating request (§12.1.1); extra headers and a
+// body. Works on a request that failed to parse, from the headers read so far: that is
+// how a 400 reaches a request whose top Via was usable.
 #pragma once
 #include <span>
 #include <string>

@@ -4,189 +4,262 @@
 
 namespace sb::core {
 
-size_t find_list_comma(std::string_view s, size_t from) { return find_unquoted(s, ',', from); }
-
 namespace {
 
-// Skip SWS (spaces, tabs and folded line ends).
-size_t skip_lws(std::string_view s, size_t i) {
-  while (i < s.size() && is_lws_char(s[i])) ++i;
-  return i;
+constexpr size_t npos = std::string_view::npos;
+
+// The value of a generic-param starting at s[i] (after EQUAL): a quoted-string or a
+// token/host. Returns the index past it, or npos when there is none.
+size_t scan_gen_value(std::string_view s, size_t i) {
+  if (i < s.size() && s[i] == '"') return scan_quoted(s, i);
+  size_t e = scan(s, i, chars::kGenValue);
+  return e == i ? npos : e;
 }
 
-size_t scan_token(std::string_view s, size_t i) {
-  while (i < s.size() && is_token_char(s[i])) ++i;
-  return i;
-}
-
-// Validate a header-param list "a=b ; c ; d="x"" (leading ';' already removed).
-bool valid_params(std::string_view params) {
+// generic-param *( SEMI generic-param ) with SWS around ';' and '=' (leading ';' removed).
+bool valid_params(std::string_view s) {
+  const size_t n = s.size();
   size_t i = 0;
   while (true) {
-    size_t e = find_unquoted(params, ';', i);
-    std::string_view p = trim(params.substr(i, e == std::string_view::npos ? std::string_view::npos
-                                                                           : e - i));
-    if (p.empty()) return false;
-    size_t eq = p.find('=');
-    std::string_view name = trim(p.substr(0, eq));
-    if (!is_token(name)) return false;
-    if (eq != std::string_view::npos) {
-      std::string_view v = trim(p.substr(eq + 1));
-      if (v.empty()) return false;
-      if (v[0] == '"') {
-        if (v.size() < 2 || v.back() != '"') return false;
-      } else {
-        for (char c : v)
-          if (!is_token_char(c) && c != ':' && c != '[' && c != ']') return false;
-      }
+    i = skip_lws(s, i);
+    size_t e = scan(s, i, chars::kToken);
+    if (e == i) return false;
+    i = skip_lws(s, e);
+    if (i < n && s[i] == '=') {
+      i = scan_gen_value(s, skip_lws(s, i + 1));
+      if (i == npos) return false;
+      i = skip_lws(s, i);
     }
-    if (e == std::string_view::npos) return true;
-    i = e + 1;
+    if (i >= n) return true;
+    if (s[i] != ';') return false;
+    ++i;
   }
 }
 
+bool valid_ipv6_chars(std::string_view h) {
+  if (h.size() < 2 || h.size() > 45) return false;
+  for (char c : h)
+    if (!is_hex(c) && c != ':' && c != '.') return false;
+  return h.find(':') != npos;
+}
+
+Error via_error(const char* reason) { return Error{reason, 400, "Via"}; }
+
 }  // namespace
+
+size_t find_list_comma(std::string_view s, size_t from) { return find_unquoted(s, ',', from); }
+
+// ---- Via --------------------------------------------------------------------------------
 
 std::optional<std::string_view> Via::param(std::string_view name) const {
   return find_param(params, name);
 }
 
-Result<Via> parse_via(std::string_view value) {
-  Via v;
+Status parse_via(std::string_view value, Via& v) {
+  v = Via{};
   v.raw = value;
-  // sent-protocol: name SLASH version SLASH transport, SLASH = SWS "/" SWS.
+  const size_t n = value.size();
+  // sent-protocol = protocol-name SLASH protocol-version SLASH transport, SLASH = SWS "/" SWS
   size_t i = skip_lws(value, 0);
-  size_t pb = i;
-  size_t e = scan_token(value, i);
-  if (e == i) return Error{"missing protocol"};
+  const size_t pb = i;
+  size_t e = scan(value, i, chars::kToken);
+  if (e == i) return via_error("missing sent-protocol");
   std::string_view name = value.substr(i, e - i);
   i = skip_lws(value, e);
-  if (i >= value.size() || value[i] != '/') return Error{"malformed sent-protocol"};
+  if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
   i = skip_lws(value, i + 1);
-  e = scan_token(value, i);
-  if (e == i) return Error{"missing protocol version"};
+  e = scan(value, i, chars::kToken);
+  if (e == i) return via_error("malformed sent-protocol");
   std::string_view version = value.substr(i, e - i);
   v.protocol = value.substr(pb, e - pb);
   i = skip_lws(value, e);
-  if (i >= value.size() || value[i] != '/') return Error{"malformed sent-protocol"};
+  if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
   i = skip_lws(value, i + 1);
-  e = scan_token(value, i);
-  if (e == i) return Error{"missing transport"};
+  e = scan(value, i, chars::kToken);
+  if (e == i) return via_error("missing transport");
   v.transport = value.substr(i, e - i);
-  if (!iequals(name, "SIP") || version != "2.0") return Error{"unsupported protocol"};
-  size_t after_transport = e;
+  // A version we do not speak is reported after the sent-by is read, so an answer can
+  // still be sent there.
+  const bool supported = name.size() == 3 && iequals(name, "SIP") && version == "2.0";
   i = skip_lws(value, e);
-  if (i == after_transport || i >= value.size()) return Error{"missing sent-by"};
+  if (i == e || i >= n) return via_error("missing sent-by");
+
   // sent-by = host [ COLON port ]
-  size_t sb = i;
+  const size_t sb = i;
   if (value[i] == '[') {
     size_t rb = value.find(']', i);
-    if (rb == std::string_view::npos) return Error{"unterminated IPv6 reference"};
-    v.host = value.substr(i + 1, rb - i - 1);
+    if (rb == npos) return via_error("unterminated IPv6 reference");
+    std::string_view host = value.substr(i + 1, rb - i - 1);
+    if (!valid_ipv6_chars(host)) return via_error("bad IPv6 reference");
+    v.host = host;
     v.host_is_ipv6 = true;
-    if (v.host.empty()) return Error{"missing sent-by"};
     i = rb + 1;
   } else {
-    size_t h = i;
-    while (i < value.size() && (is_alnum(value[i]) || value[i] == '-' || value[i] == '.' ||
-                                value[i] == '_'))
-      ++i;
-    if (i == h) return Error{"missing sent-by"};
-    v.host = value.substr(h, i - h);
+    e = scan(value, i, chars::kHost);
+    if (e == i) return via_error("missing sent-by");
+    v.host = value.substr(i, e - i);
+    i = e;
   }
   size_t j = skip_lws(value, i);
-  if (j < value.size() && value[j] == ':') {
+  if (j < n && value[j] == ':') {
     j = skip_lws(value, j + 1);
-    size_t pe = j;
-    while (pe < value.size() && is_digit(value[pe])) ++pe;
+    size_t pe = scan(value, j, chars::kDigit);
     auto port = parse_uint(value.substr(j, pe - j), 65535);
-    if (!port || *port == 0) return Error{"bad sent-by port"};
+    if (!port || *port == 0) return via_error("bad sent-by port");
     v.port = static_cast<uint16_t>(*port);
     i = pe;
   }
   v.sent_by = value.substr(sb, i - sb);
+
+  // *( SEMI via-params ): one pass, the first of each known parameter kept.
   i = skip_lws(value, i);
-  if (i < value.size()) {
-    if (value[i] != ';') return Error{"junk after sent-by"};
+  if (i < n) {
+    if (value[i] != ';') return via_error("junk after sent-by");
     v.params = value.substr(i + 1);
-    if (!valid_params(v.params)) return Error{"empty or malformed parameter"};
-    if (auto b = v.param("branch")) {
-      if (b->empty()) return Error{"empty branch"};
-      v.branch = *b;
-    }
-    if (auto r = v.param("received")) v.received = *r;
-    if (auto m = v.param("maddr")) v.maddr = *m;
-    if (auto r = v.param("rport")) {
-      v.has_rport = true;
-      v.rport = *r;
-      if (!v.rport.empty() && !parse_uint(v.rport, 65535)) return Error{"bad rport"};
+    bool seen_branch = false, seen_received = false, seen_maddr = false;
+    size_t k = i + 1;
+    while (true) {
+      k = skip_lws(value, k);
+      size_t ne = scan(value, k, chars::kToken);
+      if (ne == k) return via_error("empty or malformed parameter");
+      std::string_view pn = value.substr(k, ne - k);
+      k = skip_lws(value, ne);
+      std::string_view pv;
+      bool has_value = false;
+      if (k < n && value[k] == '=') {
+        size_t vs = skip_lws(value, k + 1);
+        size_t ve = scan_gen_value(value, vs);
+        if (ve == npos) return via_error("empty or malformed parameter");
+        pv = value.substr(vs, ve - vs);
+        has_value = true;
+        k = skip_lws(value, ve);
+      }
+      switch (pn.size()) {
+        case 6:
+          if (!seen_branch && iequals(pn, "branch")) {
+            if (!has_value) return via_error("empty branch");
+            v.branch = pv;
+            seen_branch = true;
+          }
+          break;
+        case 8:
+          if (!seen_received && iequals(pn, "received")) {
+            if (!has_value) return via_error("empty received");
+            v.received = pv;
+            seen_received = true;
+          }
+          break;
+        case 5:
+          if (!seen_maddr && iequals(pn, "maddr")) {
+            if (!has_value) return via_error("empty maddr");
+            v.maddr = pv;
+            seen_maddr = true;
+          } else if (!v.has_rport && iequals(pn, "rport")) {
+            // RFC 3581: "rport" alone in requests, "rport=port" in what we forward.
+            if (has_value && !parse_uint(pv, 65535)) return via_error("bad rport");
+            v.has_rport = true;
+            v.rport = pv;
+          }
+          break;
+        case 3:
+          if (iequals(pn, "ttl") && (!has_value || !parse_uint(pv, 255)))
+            return via_error("bad ttl");
+          break;
+        default:
+          break;
+      }
+      if (k >= n) break;
+      if (value[k] != ';') return via_error("empty or malformed parameter");
+      ++k;
     }
   }
+  if (!supported) return via_error("unsupported protocol");
+  return {};
+}
+
+Result<Via> parse_via(std::string_view value) {
+  Via v;
+  Status st = parse_via(value, v);
+  if (!st) return st.error();
   return v;
 }
+
+// ---- name-addr / addr-spec --------------------------------------------------------------
 
 std::optional<std::string_view> NameAddr::param(std::string_view name) const {
   return find_param(params, name);
 }
 
-Result<NameAddr> parse_name_addr(std::string_view value) {
-  NameAddr na;
+Status parse_name_addr(std::string_view value, NameAddr& na) {
+  na = NameAddr{};
   na.raw = value;
-  std::string_view s = trim(value);
-  if (s.empty()) return Error{"empty value"};
-  size_t i = 0;
-  size_t lt = std::string_view::npos;
+  const std::string_view s = trim(value);
+  const size_t n = s.size();
+  if (n == 0) return Error{"empty value"};
+  size_t lt = npos;
   if (s[0] == '"') {
-    size_t q = 1;
-    for (; q < s.size(); ++q) {
-      if (s[q] == '\\') { ++q; continue; }
-      if (s[q] == '"') break;
-    }
-    if (q >= s.size()) return Error{"unterminated quoted string"};
-    na.display = s.substr(1, q - 1);
-    i = skip_lws(s, q + 1);
-    if (i >= s.size() || s[i] != '<') return Error{"display name without <URI>"};
+    size_t q = scan_quoted(s, 0);
+    if (q == npos) return Error{"unterminated or malformed quoted string"};
+    na.display = s.substr(1, q - 2);
+    size_t i = skip_lws(s, q);
+    if (i >= n || s[i] != '<') return Error{"display name without <URI>"};
     lt = i;
+  } else if (s[0] == '<') {
+    lt = 0;
   } else {
-    lt = find_unquoted(s, '<');
-    // find_unquoted skips <...>, so look for '<' directly outside quotes.
-    lt = s.find('<');
-    if (lt != std::string_view::npos) {
-      std::string_view disp = trim(s.substr(0, lt));
-      // Unquoted display name: *(token LWS).
-      for (char c : disp)
-        if (!is_token_char(c) && !is_lws_char(c)) return Error{"unquoted display name with special characters"};
-      na.display = disp;
+    // display-name = *(token LWS) before '<', or no '<' at all: an addr-spec.
+    size_t i = 0;
+    while (i < n && (is_token_char(s[i]) || is_lws_char(s[i]))) ++i;
+    if (i < n && s[i] == '<') {
+      lt = i;
+      na.display = trim(s.substr(0, i));
+    } else if (find_unquoted(s, '<', i) != npos) {
+      return Error{"unquoted display name with special characters"};
     }
   }
-  if (lt != std::string_view::npos) {
-    size_t gt = s.find('>', lt);
-    if (gt == std::string_view::npos) return Error{"missing '>'"};
+  bool has_params = false;
+  if (lt != npos) {
+    size_t gt = s.find('>', lt + 1);
+    if (gt == npos) return Error{"missing '>'"};
     na.uri_text = s.substr(lt + 1, gt - lt - 1);
     if (na.uri_text.empty()) return Error{"empty URI"};
     if (is_lws_char(na.uri_text.front()) || is_lws_char(na.uri_text.back()))
       return Error{"whitespace inside <URI>"};
     na.angle = true;
-    i = skip_lws(s, gt + 1);
-    if (i < s.size()) {
+    size_t i = skip_lws(s, gt + 1);
+    if (i < n) {
       if (s[i] != ';') return Error{"junk after URI"};
-      na.params = s.substr(i + 1);
+      na.params = trim(s.substr(i + 1));
+      has_params = true;
     }
   } else {
-    // addr-spec: the URI ends at the first ';' (header params); it may not carry
-    // headers, commas or spaces (§20: those need <...>).
-    size_t semi = s.find(';');
-    na.uri_text = trim(s.substr(0, semi));
-    if (semi != std::string_view::npos) na.params = s.substr(semi + 1);
-    for (char c : na.uri_text)
-      if (c == '?' || c == ',' || is_lws_char(c)) return Error{"URI with '?', ',' or space must be in <>"};
+    // addr-spec: ends at ';' (header params follow) or LWS. §20: a URI with ',', '?' or
+    // ';' must be written in <>, so here none of them belongs to the URI.
+    size_t i = 0;
+    while (i < n && s[i] != ';' && !is_lws_char(s[i])) {
+      if (s[i] == '?' || s[i] == ',') return Error{"URI with '?' or ',' outside <>"};
+      ++i;
+    }
+    na.uri_text = s.substr(0, i);
+    i = skip_lws(s, i);
+    if (i < n) {
+      if (s[i] != ';') return Error{"junk after URI"};
+      na.params = trim(s.substr(i + 1));
+      has_params = true;
+    }
   }
-  if (!na.params.empty() && !valid_params(na.params)) return Error{"empty or malformed parameter"};
-  auto uri = parse_uri(na.uri_text);
-  if (!uri) return uri.error();
-  na.uri = *uri;
+  if (has_params && !valid_params(na.params)) return Error{"empty or malformed parameter"};
+  return parse_uri(na.uri_text, na.uri);
+}
+
+Result<NameAddr> parse_name_addr(std::string_view value) {
+  NameAddr na;
+  Status st = parse_name_addr(value, na);
+  if (!st) return st.error();
   return na;
 }
+
+// ---- Contact ----------------------------------------------------------------------------
 
 Result<ContactValue> parse_contact(std::string_view value) {
   ContactValue c;
@@ -194,46 +267,44 @@ Result<ContactValue> parse_contact(std::string_view value) {
     c.star = true;
     return c;
   }
-  auto na = parse_name_addr(value);
-  if (!na) return na.error();
-  c.addr = *na;
+  Status st = parse_name_addr(value, c.addr);
+  if (!st) return in_header(st.error(), "Contact");
   if (auto q = c.addr.param("q")) {
     // qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
     std::string_view s = *q;
-    if (s.empty() || (s[0] != '0' && s[0] != '1')) return Error{"bad q value"};
+    if (s.empty() || (s[0] != '0' && s[0] != '1')) return Error{"bad q value", 400, "Contact"};
     uint32_t v = uint32_t(s[0] - '0') * 1000;
     if (s.size() > 1) {
-      if (s[1] != '.' || s.size() > 5) return Error{"bad q value"};
+      if (s[1] != '.' || s.size() > 5) return Error{"bad q value", 400, "Contact"};
       uint32_t scale = 100;
       for (size_t k = 2; k < s.size(); ++k, scale /= 10) {
-        if (!is_digit(s[k])) return Error{"bad q value"};
+        if (!is_digit(s[k])) return Error{"bad q value", 400, "Contact"};
         v += uint32_t(s[k] - '0') * scale;
       }
     }
-    if (v > 1000) return Error{"bad q value"};
+    if (v > 1000) return Error{"bad q value", 400, "Contact"};
     c.q1000 = static_cast<uint16_t>(v);
   }
   if (auto e = c.addr.param("expires")) {
-    auto v = parse_uint(*e, 0xffffffffull);
-    if (!v) return Error{"bad expires parameter"};
-    c.expires = static_cast<uint32_t>(*v);
+    if (auto v = parse_uint(*e, 0xffffffffull)) c.expires = static_cast<uint32_t>(*v);
   }
   return c;
 }
 
+// ---- CSeq, auth, scalars ----------------------------------------------------------------
+
 Result<CSeq> parse_cseq(std::string_view value) {
   CSeq c;
   std::string_view s = trim(value);
-  size_t i = 0;
-  while (i < s.size() && is_digit(s[i])) ++i;
+  size_t i = scan(s, 0, chars::kDigit);
   // RFC 3261 §8.1.1.5: the sequence number must be less than 2**31.
   auto n = parse_uint(s.substr(0, i), 0x7fffffffull);
-  if (!n) return Error{"bad sequence number"};
+  if (!n) return Error{"bad sequence number", 400, "CSeq"};
   c.number = static_cast<uint32_t>(*n);
   size_t j = skip_lws(s, i);
-  if (j == i) return Error{"missing method"};
+  if (j == i) return Error{"missing method", 400, "CSeq"};
   c.method_text = s.substr(j);
-  if (!is_token(c.method_text)) return Error{"bad method"};
+  if (!is_token(c.method_text)) return Error{"bad method", 400, "CSeq"};
   c.method = method_from_name(c.method_text);
   return c;
 }
@@ -242,7 +313,7 @@ std::optional<std::string_view> AuthHeader::param(std::string_view name) const {
   std::optional<std::string_view> out;
   for_each_list_element(params, [&](std::string_view el) {
     size_t eq = el.find('=');
-    if (eq == std::string_view::npos) return true;
+    if (eq == npos) return true;
     if (!iequals(trim(el.substr(0, eq)), name)) return true;
     std::string_view v = trim(el.substr(eq + 1));
     if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
@@ -255,8 +326,9 @@ std::optional<std::string_view> AuthHeader::param(std::string_view name) const {
 Result<AuthHeader> parse_auth(std::string_view value) {
   AuthHeader a;
   std::string_view s = trim(value);
-  size_t e = scan_token(s, 0);
+  size_t e = scan(s, 0, chars::kToken);
   if (e == 0) return Error{"missing auth scheme"};
+  if (e < s.size() && !is_lws_char(s[e])) return Error{"malformed auth scheme"};
   a.scheme = s.substr(0, e);
   a.params = trim(s.substr(e));
   return a;
@@ -264,7 +336,7 @@ Result<AuthHeader> parse_auth(std::string_view value) {
 
 Result<uint32_t> parse_max_forwards(std::string_view value) {
   auto v = parse_uint(trim(value), 255);
-  if (!v) return Error{"not a number from 0 to 255"};
+  if (!v) return Error{"not a number from 0 to 255", 400, "Max-Forwards"};
   return static_cast<uint32_t>(*v);
 }
 

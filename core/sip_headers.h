@@ -1,6 +1,8 @@
 // Typed views of the headers a proxy reads: Via, name-addr (From/To/Contact/Route/...),
 // CSeq, Contact (with '*'), auth credentials/challenges. Each parser takes one header
 // value (one list element for list headers) and returns a view or an Error naming the fault.
+// The parsers for one header (Via, Contact, CSeq, Max-Forwards) name it in Error::header;
+// the shared ones (name-addr, auth) leave that to the caller (core::in_header).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -38,6 +40,9 @@ struct Via {
   bool rfc3261_branch() const { return branch.size() > 7 && branch.substr(0, 7) == "z9hG4bK"; }
 };
 Result<Via> parse_via(std::string_view value);
+// The same into `out` (reset first). On failure `out` keeps what was read: when `out.host`
+// is set, the sent-by was readable and a response can still be sent there (§18.2.2).
+Status parse_via(std::string_view value, Via& out);
 
 // name-addr / addr-spec with header params (From, To, Contact, Route, Record-Route, Path...).
 struct NameAddr {
@@ -51,12 +56,16 @@ struct NameAddr {
   std::string_view tag() const { return param("tag").value_or(std::string_view{}); }
 };
 Result<NameAddr> parse_name_addr(std::string_view value);
+// The same into `out` (reset first), without copying the result.
+Status parse_name_addr(std::string_view value, NameAddr& out);
 
 // Contact: '*' or a name-addr with q / expires.
 struct ContactValue {
   bool star = false;
   NameAddr addr;
-  std::optional<uint32_t> expires;    // the expires param, when present and valid
+  // The expires param when present and a valid delta-seconds below 2**32. A malformed or
+  // overlarge one reads as absent: the registrar then uses its default (RFC 4475 §3.1.2.4).
+  std::optional<uint32_t> expires;
   uint16_t q1000 = 1000;              // q as thousandths; 1000 when absent
 };
 Result<ContactValue> parse_contact(std::string_view value);

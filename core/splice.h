@@ -24,8 +24,10 @@ struct SpliceEdits {
   std::optional<std::string_view> body;         // replace the body
 };
 
-// Build the edited message into `out` (cleared first; exactly one allocation when `out`
-// has no capacity). Content-Length is always written and always true.
+// Build the edited message into `out` (cleared first; at most one allocation, none when
+// `out` already has the room). Content-Length is always written and always true; a
+// message without one (a datagram) gets one. Header lines are copied byte for byte, so
+// unknown headers go unchanged.
 void splice(const Message& m, const SpliceEdits& edits, std::string& out);
 
 }  // namespace sb::core

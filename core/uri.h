@@ -38,21 +38,28 @@ struct Uri {
 };
 
 Result<Uri> parse_uri(std::string_view text);
+// The same into `out` (reset first), without copying the result. On failure `out` holds
+// what was read before the fault.
+Status parse_uri(std::string_view text, Uri& out);
 
 // RFC 3261 §19.1.4 equality (case rules, escapes, the user/ttl/method/maddr/transport
-// params, headers).
+// params, headers). An escape of an unreserved character equals the character; an escaped
+// reserved character does not equal the reserved character itself.
 bool uri_equal(const Uri& a, const Uri& b);
 
 // %-decode into `out` (appends). Returns false on a bad escape.
 bool unescape(std::string_view in, std::string& out);
 
 // The canonical address-of-record for a SIP URI (§10.3 step 5): scheme, user and host,
-// lower-cased scheme and host, user unescaped, no port/params/headers.
-// e.g. "sip:alice@example.com". Returns "" for non-SIP URIs.
+// lower-cased scheme and host, no port/params/headers. Escapes in the user are normalised:
+// unreserved characters are decoded, every other escape is kept with upper-case hex, so
+// "sip:%75se%72@Example.COM" gives "sip:user@example.com" and an escaped NUL stays "%00".
+// Returns "" for non-SIP URIs.
 std::string canonical_aor(const Uri& uri);
 
 // Parameter list helper, shared by URIs and header params: ";a=b;c" style (leading ';'
-// already stripped). Finds `name` case-insensitively.
+// already stripped, LWS around ';' and '=' allowed). Finds `name` case-insensitively, also
+// when the list writes the name with %-escapes. The value is returned as written.
 std::optional<std::string_view> find_param(std::string_view params, std::string_view name);
 
 }  // namespace sb::core

@@ -1,0 +1,729 @@
+#include "location/location_service.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "core/log.h"
+#include "core/sip_headers.h"
+#include "core/text.h"
+#include "core/uri.h"
+
+namespace sb::location {
+
+namespace {
+
+// One slot per second; a binding further out than this stays in its slot across rounds
+// and is looked at once per round, which is cheap.
+constexpr uint32_t kWheelSlots = 1024;
+
+enum Field : int { kContact = 0, kParams, kCallId, kInstance, kUserAgent, kPath, kFieldCount };
+using Fields = std::array<std::string_view, kFieldCount>;
+
+struct AorHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// +sip.instance values compare without their quotes and case-insensitively: the URN
+// carries a UUID, whose hex digits RFC 4122 §3 compares without case (RFC 5626 §4.1).
+std::string_view unquote(std::string_view s) {
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') return s.substr(1, s.size() - 2);
+  return s;
+}
+bool same_instance(std::string_view a, std::string_view b) {
+  return core::iequals(unquote(a), unquote(b));
+}
+
+std::string join_path(std::span<const std::string_view> path) {
+  std::string out;
+  for (std::string_view p : path) {
+    if (!out.empty()) out += ',';
+    out.append(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct AorEntry;
+
+// A binding as the table keeps it: one allocation holding the fixed fields and, right
+// after them, the text fields back to back. The memory budget is ~400 bytes a binding.
+struct LocationService::Record {
+  // Expiry wheel links: intrusive, so removal is O(1) and no wheel entry can dangle.
+  Record* wprev = nullptr;
+  Record* wnext = nullptr;
+  Record* next = nullptr;      // the AOR's next binding, in order
+  AorEntry* aor = nullptr;     // the AOR this binding belongs to
+  uint64_t id = 0;             // the store's row id
+  int64_t expires_at = 0;
+  int64_t received_at = 0;
+  uint32_t cseq = 0;
+  uint32_t reg_id = 0;
+  uint32_t conn_worker = 0;
+  uint32_t conn_id = 0;
+  uint8_t addr[16] = {};
+  uint16_t port = 0;
+  uint16_t q = 1000;
+  uint8_t protocol = 0;
+  uint8_t family = 0;          // 0 none, 4, 6
+  uint16_t len[kFieldCount] = {};
+
+  const char* text() const { return reinterpret_cast<const char*>(this + 1); }
+  std::string_view field(int f) const {
+    size_t off = 0;
+    for (int i = 0; i < f; ++i) off += len[i];
+    return {text() + off, len[f]};
+  }
+  bool is_static() const { return expires_at == kNeverExpires; }
+
+  // Every field must be at most 65535 bytes (checked by the callers).
+  static Record* make(const Fields& f) {
+    size_t n = 0;
+    for (auto s : f) n += s.size();
+    void* mem = ::operator new(sizeof(Record) + n);
+    auto* r = new (mem) Record{};
+    char* out = reinterpret_cast<char*>(r + 1);
+    for (int i = 0; i < kFieldCount; ++i) {
+      r->len[i] = static_cast<uint16_t>(f[i].size());
+      if (!f[i].empty()) std::memcpy(out, f[i].data(), f[i].size());
+      out += f[i].size();
+    }
+    return r;
+  }
+  static void destroy(Record* r) {
+    r->~Record();
+    ::operator delete(r);
+  }
+
+  void set_source(const core::Peer& p) {
+    protocol = static_cast<uint8_t>(p.protocol);
+    conn_worker = p.connection.worker;
+    conn_id = p.connection.id;
+    const sockaddr* sa = p.endpoint.sa();
+    if (sa->sa_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+      std::memcpy(addr, &in->sin_addr, 4);
+      port = ntohs(in->sin_port);
+      family = 4;
+    } else if (sa->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+      std::memcpy(addr, &in6->sin6_addr, 16);
+      port = ntohs(in6->sin6_port);
+      family = 6;
+    } else {
+      family = 0;
+    }
+  }
+  core::Peer source() const {
+    core::Peer p;
+    p.protocol = static_cast<core::Protocol>(protocol);
+    p.connection = {conn_worker, conn_id};
+    if (family == 4) {
+      sockaddr_in in{};
+      in.sin_family = AF_INET;
+      in.sin_port = htons(port);
+      std::memcpy(&in.sin_addr, addr, 4);
+      if (auto e = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in)))
+        p.endpoint = *e;
+    } else if (family == 6) {
+      sockaddr_in6 in6{};
+      in6.sin6_family = AF_INET6;
+      in6.sin6_port = htons(port);
+      std::memcpy(&in6.sin6_addr, addr, 16);
+      if (auto e = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in6)))
+        p.endpoint = *e;
+    }
+    return p;
+  }
+
+  Binding to_binding() const {
+    Binding b;
+    b.contact = field(kContact);
+    b.params = field(kParams);
+    b.q = q;
+    b.expires_at = expires_at;
+    b.call_id = field(kCallId);
+    b.cseq = cseq;
+    b.source = source();
+    core::for_each_list_element(field(kPath), [&](std::string_view v) {
+      if (!v.empty()) b.path.emplace_back(v);
+      return true;
+    });
+    b.instance = field(kInstance);
+    b.reg_id = reg_id;
+    b.user_agent = field(kUserAgent);
+    b.received_at = received_at;
+    return b;
+  }
+};
+
+struct AorEntry {
+  const std::string* key = nullptr;         // the map's key (nodes do not move)
+  LocationService::Record* head = nullptr;  // bindings by q, then most recent first
+  uint32_t count = 0;
+};
+
+struct alignas(64) LocationService::Shard {
+  mutable std::mutex mu;
+  std::unordered_map<std::string, AorEntry, AorHash, std::equal_to<>> map;
+  std::array<Record*, kWheelSlots> wheel{};
+  int64_t cursor_sec = 0;  // sweeps start from this second
+
+  static size_t slot(const Record* r) {
+    return static_cast<size_t>(static_cast<uint64_t>(r->expires_at / 1000) % kWheelSlots);
+  }
+  void wheel_link(Record* r) {
+    if (r->is_static()) return;
+    Record*& head = wheel[slot(r)];
+    r->wprev = nullptr;
+    r->wnext = head;
+    if (head) head->wprev = r;
+    head = r;
+  }
+  void wheel_unlink(Record* r) {
+    if (r->is_static()) return;
+    if (r->wprev) r->wprev->wnext = r->wnext;
+    else wheel[slot(r)] = r->wnext;
+    if (r->wnext) r->wnext->wprev = r->wprev;
+    r->wprev = r->wnext = nullptr;
+  }
+};
+
+namespace {
+
+using Record = LocationService::Record;
+
+// Order of an AOR's bindings: q descending, then most recent first.
+bool before(const Record* a, const Record* b) {
+  if (a->q != b->q) return a->q > b->q;
+  return a->received_at > b->received_at;
+}
+
+// Insert `r` into the AOR's list at its place (ahead of bindings it ties with).
+void insert_sorted(AorEntry& e, Record* r) {
+  Record** p = &e.head;
+  while (*p && before(*p, r)) p = &(*p)->next;
+  r->next = *p;
+  *p = r;
+  r->aor = &e;
+  ++e.count;
+}
+
+void unlink_from_aor(AorEntry& e, Record* r) {
+  for (Record** p = &e.head; *p; p = &(*p)->next) {
+    if (*p == r) {
+      *p = r->next;
+      r->next = nullptr;
+      --e.count;
+      return;
+    }
+  }
+}
+
+Settings normalized(Settings s) {
+  if (s.shards == 0) s.shards = 1;
+  return s;
+}
+
+bool fields_fit(const Fields& f) {
+  for (auto s : f)
+    if (s.size() > 0xffff) return false;
+  return true;
+}
+
+}  // namespace
+
+LocationService::LocationService(const core::Clock& clock, Settings settings,
+                                 std::unique_ptr<Store> store)
+    : clock_(clock), settings_(normalized(settings)), store_(std::move(store)) {
+  shards_ = std::make_unique<Shard[]>(settings_.shards);
+  int64_t now_sec = clock_.wall_ms() / 1000;
+  for (uint32_t i = 0; i < settings_.shards; ++i) shards_[i].cursor_sec = now_sec;
+}
+
+LocationService::~LocationService() {
+  stop();
+  for (uint32_t i = 0; i < settings_.shards; ++i) {
+    for (auto& [key, entry] : shards_[i].map) {
+      for (Record* r = entry.head; r;) {
+        Record* next = r->next;
+        Record::destroy(r);
+        r = next;
+      }
+    }
+  }
+}
+
+LocationService::Shard& LocationService::shard_for(std::string_view aor) const {
+  return shards_[AorHash{}(aor) % settings_.shards];
+}
+
+void LocationService::release(Shard& s, Record* r, bool erase_stored) {
+  s.wheel_unlink(r);
+  if (erase_stored && store_) store_->erase(r->id);
+  Record::destroy(r);
+  bindings_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+core::Status LocationService::start() {
+  if (started_) return {};
+  if (store_ && !store_opened_) {
+    std::vector<StoredBinding> rows;
+    if (auto st = store_->open(rows); !st) return st;
+    store_opened_ = true;
+    const int64_t now = clock_.wall_ms();
+    uint64_t max_id = 0;
+    size_t loaded = 0, dropped = 0;
+    for (StoredBinding& row : rows) {
+      max_id = std::max(max_id, row.id);
+      const Binding& b = row.binding;
+      Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, {}};
+      std::string path;
+      for (const auto& p : b.path) {
+        if (!path.empty()) path += ',';
+        path += p;
+      }
+      f[kPath] = path;
+      if (b.expires_at <= now || row.aor.empty() || !fields_fit(f)) {
+        // Expired while we were down: gone from the table and from the store.
+        store_->erase(row.id);
+        ++dropped;
+        continue;
+      }
+      Record* r = Record::make(f);
+      r->id = row.id;
+      r->q = b.q;
+      r->expires_at = b.expires_at;
+      r->received_at = b.received_at;
+      r->cseq = b.cseq;
+      r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+      core::Peer src = b.source;
+      // The connection belonged to the previous process.
+      src.connection = {};
+      r->set_source(src);
+      Shard& s = shard_for(row.aor);
+      std::lock_guard lock(s.mu);
+      auto [it, inserted] = s.map.try_emplace(row.aor);
+      if (inserted) {
+        it->second.key = &it->first;
+        aors_.fetch_add(1, std::memory_order_relaxed);
+      }
+      insert_sorted(it->second, r);
+      s.wheel_link(r);
+      bindings_.fetch_add(1, std::memory_order_relaxed);
+      ++loaded;
+    }
+    uint64_t want = max_id + 1;
+    uint64_t cur = next_id_.load();
+    while (cur < want && !next_id_.compare_exchange_weak(cur, want)) {
+    }
+    SB_INFO("location: loaded %zu bindings (%zu AORs), dropped %zu expired", loaded,
+            aor_count(), dropped);
+  }
+  {
+    std::lock_guard lock(sweep_mu_);
+    stopping_ = false;
+  }
+  if (settings_.sweep_interval_ms > 0) sweeper_ = std::thread([this] { sweeper(); });
+  started_ = true;
+  return {};
+}
+
+void LocationService::stop() {
+  {
+    std::lock_guard lock(sweep_mu_);
+    stopping_ = true;
+  }
+  sweep_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  if (store_) store_->close();
+  started_ = false;
+}
+
+void LocationService::sweeper() {
+  core::log::set_thread_name("location");
+  std::unique_lock lock(sweep_mu_);
+  while (!stopping_) {
+    sweep_cv_.wait_for(lock, std::chrono::milliseconds(settings_.sweep_interval_ms),
+                       [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    sweep(clock_.wall_ms());
+    lock.lock();
+  }
+}
+
+StoreStats LocationService::store_stats() const { return store_ ? store_->stats() : StoreStats{}; }
+
+core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
+                                                    const UpdateRequest& req,
+                                                    std::span<const BindingChange> changes) {
+  if (aor.empty()) return faults::kBadAor;
+  const Limits limits = req.limits.value_or(settings_.limits);
+  const std::string path = join_path(req.path);
+  // Parse and check what the request brings before taking the lock.
+  std::vector<core::Uri> uris;
+  uris.reserve(changes.size());
+  for (const BindingChange& c : changes) {
+    auto u = core::parse_uri(c.contact);
+    if (!u) return faults::kBadContact;
+    uris.push_back(*u);
+    if (!fields_fit({c.contact, c.params, req.call_id, c.instance, req.user_agent, path}))
+      return faults::kTooLong;
+  }
+  auto flow_of = [](const BindingChange& c) { return c.instance.empty() ? 0u : c.reg_id; };
+
+  // The AOR's bindings as this request will leave them; nothing is changed in the table
+  // until every check has passed (§10.3: a REGISTER is processed completely or not at all).
+  struct Item {
+    Record* old = nullptr;                  // the stored binding (null: new in this request)
+    const BindingChange* change = nullptr;  // set when this request creates or refreshes it
+    size_t order = 0;                       // its Contact's index in the request
+    bool removed = false;
+    std::optional<core::Uri> old_uri;       // old's URI, parsed on first comparison
+  };
+  std::vector<Item> items;
+  UpdateOutcome out;
+
+  const int64_t now = clock_.wall_ms();
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  AorEntry* entry = it == s.map.end() ? nullptr : &it->second;
+  if (entry) {
+    // Expired but not yet swept: already gone as far as anyone can see.
+    for (Record** p = &entry->head; *p;) {
+      Record* r = *p;
+      if (r->expires_at <= now) {
+        *p = r->next;
+        --entry->count;
+        release(s, r, true);
+      } else {
+        Item item;
+        item.old = r;
+        items.push_back(std::move(item));
+        p = &r->next;
+      }
+    }
+  }
+  if (entry && entry->count == 0) {
+    s.map.erase(it);
+    aors_.fetch_sub(1, std::memory_order_relaxed);
+    entry = nullptr;
+  }
+  const size_t old_count = items.size();
+
+  auto matches = [&](Item& item, const BindingChange& c, const core::Uri& u) {
+    if (item.removed) return false;
+    std::string_view instance;
+    uint32_t reg_id;
+    if (item.change) {
+      instance = item.change->instance;
+      reg_id = flow_of(*item.change);
+    } else {
+      if (item.old->is_static()) return false;
+      instance = item.old->field(kInstance);
+      reg_id = item.old->reg_id;
+    }
+    uint32_t want = flow_of(c);
+    // RFC 5626 §6: with +sip.instance and reg-id, the pair names the flow, whatever the URI.
+    if (want) return reg_id == want && same_instance(instance, c.instance);
+    if (reg_id) return false;
+    if (item.change) return core::uri_equal(uris[item.order], u);
+    if (!item.old_uri) {
+      auto ou = core::parse_uri(item.old->field(kContact));
+      if (!ou) return false;
+      item.old_uri = *ou;
+    }
+    return core::uri_equal(*item.old_uri, u);
+  };
+  // §10.3 step 7: a stored binding with the request's Call-ID changes only for a higher CSeq.
+  auto in_order = [&](const Item& item) {
+    return item.change || item.old->field(kCallId) != req.call_id || req.cseq > item.old->cseq;
+  };
+
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const BindingChange& c = changes[i];
+    Item* hit = nullptr;
+    for (Item& item : items)
+      if (matches(item, c, uris[i])) {
+        hit = &item;
+        break;
+      }
+    if (hit) {
+      if (!in_order(*hit)) return faults::kOutOfOrder;
+      if (c.expires == 0) {
+        hit->removed = true;
+      } else {
+        hit->change = &c;
+        hit->order = i;
+      }
+    } else if (c.expires > 0) {
+      Item item;
+      item.change = &c;
+      item.order = i;
+      items.push_back(std::move(item));
+    }
+  }
+  if (req.remove_all) {
+    for (Item& item : items) {
+      if (item.removed || (item.old && item.old->is_static() && !item.change)) continue;
+      if (!in_order(item)) return faults::kOutOfOrder;
+      item.removed = true;
+    }
+  }
+
+  size_t new_count = 0;
+  for (const Item& item : items) new_count += item.removed ? 0 : 1;
+  if (new_count > limits.max_bindings_per_aor && new_count > old_count)
+    return faults::kTooManyBindings;
+  if (!entry && new_count > 0) {
+    // Reserve the AOR; the counter is shared by every shard.
+    if (aors_.fetch_add(1, std::memory_order_relaxed) >= limits.max_aors) {
+      aors_.fetch_sub(1, std::memory_order_relaxed);
+      return faults::kTableFull;
+    }
+    auto [nit, inserted] = s.map.try_emplace(std::string(aor));
+    (void)inserted;
+    nit->second.key = &nit->first;
+    entry = &nit->second;
+  }
+
+  if (!entry) return out;  // nothing stored, nothing to store
+
+  // Every check passed: apply.
+  std::vector<Record*> next;
+  next.reserve(new_count);
+  std::vector<std::pair<Record*, size_t>> touched;  // with their Contact's index
+  for (Item& item : items) {
+    if (item.removed) {
+      if (item.old) {
+        release(s, item.old, true);
+        ++out.removed;
+      }
+      continue;
+    }
+    if (!item.change) {
+      next.push_back(item.old);
+      continue;
+    }
+    const BindingChange& c = *item.change;
+    Record* r = Record::make({c.contact, c.params, req.call_id, c.instance, req.user_agent, path});
+    r->q = c.q;
+    r->expires_at = now + static_cast<int64_t>(c.expires) * 1000;
+    r->received_at = now;
+    r->cseq = req.cseq;
+    r->reg_id = flow_of(c);
+    r->set_source(req.source);
+    bindings_.fetch_add(1, std::memory_order_relaxed);
+    if (item.old) {
+      r->id = item.old->id;  // the same row in the store
+      release(s, item.old, false);
+      ++out.refreshed;
+    } else {
+      r->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+      ++out.added;
+    }
+    s.wheel_link(r);
+    next.push_back(r);
+    touched.emplace_back(r, item.order);
+  }
+  // Order: q descending, then most recent first; the bindings of this request tie on
+  // recency and keep the order of their Contacts.
+  auto order_of = [&](const Record* r) -> size_t {
+    for (auto& [t, o] : touched)
+      if (t == r) return o;
+    return SIZE_MAX;
+  };
+  std::stable_sort(next.begin(), next.end(), [&](const Record* a, const Record* b) {
+    if (a->q != b->q) return a->q > b->q;
+    if (a->received_at != b->received_at) return a->received_at > b->received_at;
+    return order_of(a) < order_of(b);
+  });
+  entry->head = nullptr;
+  entry->count = 0;
+  Record** tail = &entry->head;
+  for (Record* r : next) {
+    r->aor = entry;
+    r->next = nullptr;
+    *tail = r;
+    tail = &r->next;
+    ++entry->count;
+  }
+  for (auto& [r, o] : touched)
+    if (store_) store_->save(StoredBinding{r->id, *entry->key, r->to_binding()});
+  out.bindings.reserve(next.size());
+  for (Record* r : next) out.bindings.push_back(r->to_binding());
+  if (entry->count == 0) {
+    s.map.erase(s.map.find(aor));
+    aors_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return out;
+}
+
+std::vector<Binding> LocationService::lookup(std::string_view aor) const {
+  std::vector<Binding> out;
+  const int64_t now = clock_.wall_ms();
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  if (it == s.map.end()) return out;
+  out.reserve(it->second.count);
+  for (const Record* r = it->second.head; r; r = r->next)
+    if (r->expires_at > now) out.push_back(r->to_binding());
+  return out;
+}
+
+size_t LocationService::remove_all(std::string_view aor) {
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  if (it == s.map.end()) return 0;
+  size_t n = 0;
+  for (Record* r = it->second.head; r;) {
+    Record* next = r->next;
+    release(s, r, true);
+    r = next;
+    ++n;
+  }
+  s.map.erase(it);
+  aors_.fetch_sub(1, std::memory_order_relaxed);
+  return n;
+}
+
+size_t LocationService::remove(std::string_view aor, std::string_view contact) {
+  auto u = core::parse_uri(contact);
+  if (!u) return 0;
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  if (it == s.map.end()) return 0;
+  AorEntry& e = it->second;
+  size_t n = 0;
+  for (Record** p = &e.head; *p;) {
+    Record* r = *p;
+    auto ru = core::parse_uri(r->field(kContact));
+    if (ru && core::uri_equal(*ru, *u)) {
+      *p = r->next;
+      --e.count;
+      release(s, r, true);
+      ++n;
+    } else {
+      p = &r->next;
+    }
+  }
+  if (e.count == 0) {
+    s.map.erase(it);
+    aors_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+core::Status LocationService::add_static(std::string_view aor, const BindingChange& b) {
+  if (aor.empty()) return faults::kBadAor;
+  auto u = core::parse_uri(b.contact);
+  if (!u) return faults::kBadContact;
+  Fields f{b.contact, b.params, {}, b.instance, {}, {}};
+  if (!fields_fit(f)) return faults::kTooLong;
+  const int64_t now = clock_.wall_ms();
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  Record* old = nullptr;
+  if (it != s.map.end()) {
+    for (Record* r = it->second.head; r; r = r->next) {
+      if (!r->is_static()) continue;
+      auto ru = core::parse_uri(r->field(kContact));
+      if (ru && core::uri_equal(*ru, *u)) {
+        old = r;
+        break;
+      }
+    }
+    if (!old && it->second.count >= settings_.limits.max_bindings_per_aor)
+      return faults::kTooManyBindings;
+  } else {
+    if (aors_.fetch_add(1, std::memory_order_relaxed) >= settings_.limits.max_aors) {
+      aors_.fetch_sub(1, std::memory_order_relaxed);
+      return faults::kTableFull;
+    }
+    it = s.map.try_emplace(std::string(aor)).first;
+    it->second.key = &it->first;
+  }
+  Record* r = Record::make(f);
+  r->q = b.q;
+  r->expires_at = b.expires == 0 ? kNeverExpires : now + static_cast<int64_t>(b.expires) * 1000;
+  r->received_at = now;
+  r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+  bindings_.fetch_add(1, std::memory_order_relaxed);
+  if (old) {
+    r->id = old->id;
+    unlink_from_aor(it->second, old);
+    release(s, old, false);
+  } else {
+    r->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  }
+  insert_sorted(it->second, r);
+  s.wheel_link(r);
+  if (store_) store_->save(StoredBinding{r->id, it->first, r->to_binding()});
+  return {};
+}
+
+void LocationService::for_each(
+    const std::function<void(std::string_view aor, const Binding&)>& f) const {
+  std::vector<std::pair<std::string, Binding>> copy;
+  for (uint32_t i = 0; i < settings_.shards; ++i) {
+    copy.clear();
+    const int64_t now = clock_.wall_ms();
+    {
+      Shard& s = shards_[i];
+      std::lock_guard lock(s.mu);
+      for (const auto& [key, entry] : s.map)
+        for (const Record* r = entry.head; r; r = r->next)
+          if (r->expires_at > now) copy.emplace_back(key, r->to_binding());
+    }
+    for (const auto& [aor, b] : copy) f(aor, b);
+  }
+}
+
+size_t LocationService::sweep(int64_t now_ms) {
+  size_t removed = 0;
+  const int64_t now_sec = now_ms / 1000;
+  for (uint32_t i = 0; i < settings_.shards; ++i) {
+    Shard& s = shards_[i];
+    std::lock_guard lock(s.mu);
+    int64_t from = std::min(s.cursor_sec, now_sec);
+    int64_t n = std::min<int64_t>(now_sec - from + 1, kWheelSlots);
+    for (int64_t k = 0; k < n; ++k) {
+      size_t slot = static_cast<size_t>(static_cast<uint64_t>(from + k) % kWheelSlots);
+      for (Record* r = s.wheel[slot]; r;) {
+        Record* next = r->wnext;
+        if (r->expires_at <= now_ms) {
+          AorEntry* e = r->aor;
+          unlink_from_aor(*e, r);
+          release(s, r, true);
+          ++removed;
+          if (e->count == 0) {
+            s.map.erase(s.map.find(*e->key));
+            aors_.fetch_sub(1, std::memory_order_relaxed);
+          }
+        }
+        r = next;
+      }
+    }
+    // The current second is looked at again next time: more of it may expire by then.
+    s.cursor_sec = now_sec;
+  }
+  return removed;
+}
+
+}  // namespace sb::location

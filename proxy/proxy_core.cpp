@@ -1,0 +1,824 @@
+#include "proxy/proxy_core.h"
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+
+#include "core/branch.h"
+#include "core/log.h"
+#include "core/response.h"
+#include "core/splice.h"
+#include "core/text.h"
+#include "proxy/response_context.h"
+#include "proxy/validation.h"
+
+namespace sb::proxy {
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
+  return std::string(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+// FNV-1a, stable across runs: the loop hash must match what an earlier pass computed.
+uint64_t fnv(uint64_t h, std::string_view s) {
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h ^ 0xff;
+}
+
+// RFC 3261 §16.7 step 6: 6xx first, else the lowest class; within 4xx prefer responses that
+// tell the caller how to retry (401, 407, 415, 420, 484).
+int rank(int status) {
+  if (status >= 600) return 0;
+  int cls = status / 100;
+  int pref = (status == 401 || status == 407 || status == 415 || status == 420 || status == 484) ? 0 : 1;
+  return cls * 10 + pref;
+}
+
+// Where a response goes according to a Via (§18.2.2, RFC 3581): received/rport when present.
+std::optional<core::Peer> via_destination(const core::Via& via) {
+  core::Peer p;
+  auto proto = core::protocol_from_name(via.transport);
+  if (!proto) return std::nullopt;
+  p.protocol = *proto;
+  std::string_view host = !via.maddr.empty() ? via.maddr : (!via.received.empty() ? via.received : via.host);
+  uint16_t port = via.port ? via.port : core::default_port(p.protocol);
+  if (via.has_rport && !via.rport.empty()) {
+    if (auto v = core::parse_uint(via.rport, 65535)) port = static_cast<uint16_t>(*v);
+  }
+  auto ep = core::Endpoint::parse(host, port);
+  if (!ep) return std::nullopt;
+  p.endpoint = *ep;
+  return p;
+}
+
+// The request's top Via with what §18.2.1 / RFC 3581 §4 ask the receiving side to add.
+std::string top_via_with_received(const core::Message& req, const core::Peer& from) {
+  const core::Via& via = req.top_via();
+  std::string v(via.raw);
+  std::string ip = from.endpoint.ip();
+  std::string_view host = via.host;
+  if (!core::iequals(host, ip) && via.received.empty()) {
+    v += ";received=";
+    v += ip;
+  }
+  if (via.has_rport && via.rport.empty()) {
+    // Fill in the empty rport value in place.
+    size_t pos = 0;
+    while ((pos = v.find("rport", pos)) != std::string::npos) {
+      size_t end = pos + 5;
+      bool at_param = pos > 0 && (v[pos - 1] == ';' || core::is_lws_char(v[pos - 1]));
+      if (at_param && (end == v.size() || v[end] == ';' || core::is_lws_char(v[end]))) {
+        v.insert(end, "=" + std::to_string(from.endpoint.port()));
+        break;
+      }
+      pos = end;
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+ProxyCore::ProxyCore(TransactionEnv& env, const LocalIdentity& identity, Resolver& resolver,
+                     RoutingPolicy& policy, ProxySettings settings)
+    : env_(env), identity_(identity), resolver_(resolver), policy_(&policy),
+      settings_(std::move(settings)) {}
+
+ProxyCore::~ProxyCore() = default;
+
+ResponseContext* ProxyCore::find_context(uint64_t id) {
+  auto it = contexts_.find(id);
+  return it == contexts_.end() ? nullptr : it->second.get();
+}
+
+std::string ProxyCore::new_branch(uint64_t loop) {
+  std::string b;
+  b.reserve(48);
+  core::append_branch(b, settings_.worker_id, next_branch_++);
+  b += '.';
+  b += hex(loop & 0xffffffffull);
+  return b;
+}
+
+std::string ProxyCore::make_via(size_t listener, std::string_view branch) const {
+  const LocalListener& l = identity_.listeners()[listener];
+  std::string v = "SIP/2.0/";
+  v += core::protocol_name(l.protocol);
+  v += ' ';
+  v += l.hostport();
+  v += ";branch=";
+  v += branch;
+  return v;
+}
+
+std::string ProxyCore::record_route_value(size_t listener) const {
+  const LocalListener& l = identity_.listeners()[listener];
+  std::string v = "<sip:" + l.hostport();
+  if (l.protocol != core::Protocol::Udp) {
+    v += ";transport=";
+    std::string_view p = core::protocol_name(l.protocol);
+    for (char c : p) v += core::ascii_lower(c);
+  }
+  v += ";lr>";
+  return v;
+}
+
+// §16.6 step 8: a hash of what identifies the request as we received it. A request that comes
+// back with the same values in one of our Vias has looped; a spiral has a new Request-URI.
+uint64_t ProxyCore::loop_hash(const core::Message& req) const {
+  uint64_t h = 1469598103934665603ull;
+  h = fnv(h, req.ruri_text());
+  h = fnv(h, req.call_id());
+  h = fnv(h, req.from().tag());
+  h = fnv(h, req.to().tag());
+  char buf[16];
+  auto r = std::to_chars(buf, buf + sizeof buf, req.cseq().number);
+  h = fnv(h, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+  return h & 0xffffffffull;
+}
+
+bool ProxyCore::is_loop(const core::Message& req) const {
+  std::string want = hex(loop_hash(req));
+  bool loop = false;
+  req.for_each_value(core::HeaderId::Via, [&](std::string_view v) {
+    auto via = core::parse_via(v);
+    if (!via || !identity_.via_is_us(*via) || !core::branch_worker(via->branch)) return true;
+    size_t dot = via->branch.rfind('.');
+    if (dot != std::string_view::npos && via->branch.substr(dot + 1) == want) loop = true;
+    return !loop;
+  });
+  return loop;
+}
+
+void ProxyCore::reply(ServerTransaction& txn, const core::Message& req, int status,
+                      std::string_view reason, std::span<const std::string> headers,
+                      std::string_view body) {
+  std::vector<std::string_view> lines(headers.begin(), headers.end());
+  std::string tag;
+  if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) tag = ctx->to_tag;
+  if (tag.empty()) tag = "sb" + hex(settings_.worker_id) + "." + hex(txn.id());
+  core::ResponseSpec spec;
+  spec.status = status;
+  spec.reason = reason;
+  spec.to_tag = tag;
+  spec.headers = lines;
+  spec.body = body;
+  ++counters_.local_replies;
+  txn.respond(status, core::build_response(req, spec));
+}
+
+void ProxyCore::answer_options_to_self(ServerTransaction& txn, const core::Message& req) {
+  static const std::string kHeaders[] = {
+      "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, SUBSCRIBE, NOTIFY, PUBLISH, INFO, REFER, MESSAGE, UPDATE",
+      "Supported: path, outbound",
+      "Accept: application/sdp",
+      "Accept-Encoding: identity",
+      "Accept-Language: en"};
+  reply(txn, req, 200, "OK", kHeaders);
+}
+
+void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, const core::Peer& from) {
+  ++counters_.requests;
+  if (!txn) {  // an ACK to a 2xx: its own transaction, forwarded statelessly (§16.11, §17.1.1.3)
+    forward_stateless_request(req, from);
+    return;
+  }
+  if (req.method() == core::Method::Cancel) {
+    handle_cancel(*txn, req);
+    return;
+  }
+  if (auto rej = validate_request(req)) {
+    reply(*txn, req, rej->status, rej->reason, rej->headers);
+    return;
+  }
+  if (is_loop(req)) {
+    ++counters_.loops;
+    reply(*txn, req, 482, "Loop Detected");
+    return;
+  }
+  // Health checks: OPTIONS to this proxy itself, no user part.
+  if (req.method() == core::Method::Options && !req.ruri().has_user &&
+      (identity_.uri_is_us(req.ruri()) || identity_.is_local_domain(req.ruri().host))) {
+    answer_options_to_self(*txn, req);
+    return;
+  }
+
+  uint64_t id = next_context_++;
+  auto owned = std::make_unique<ResponseContext>(id, std::string(req.raw()), from);
+  ResponseContext& ctx = *owned;
+  if (!ctx.request.parse(ctx.bytes)) {  // cannot happen: the same bytes parsed before
+    reply(*txn, req, 500, "Internal Error");
+    return;
+  }
+  ctx.server_txn_id = txn->id();
+  ctx.invite = req.method() == core::Method::Invite;
+  ctx.loop_hash = loop_hash(req);
+  ctx.to_tag = "sb" + hex(settings_.worker_id) + "." + hex(id);
+  // §16.4: Route values naming us are consumed (two in a row after a double Record-Route).
+  ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+    auto na = core::parse_name_addr(v);
+    if (!na || !identity_.uri_is_us(na->uri)) return false;
+    ++ctx.route_skip;
+    return true;
+  });
+  txn->set_user_data(&ctx);
+  contexts_.emplace(id, std::move(owned));
+  ctx.deciding = true;
+  policy_->on_request(ctx, [this, id](Decision d) { apply_decision(id, std::move(d), false); });
+}
+
+void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
+  ResponseContext* ctx = find_context(id);
+  if (!ctx) return;
+  ctx->deciding = false;
+  ServerTransaction* txn = ctx->server_alive ? layer_->find_server(ctx->server_txn_id) : nullptr;
+  if (!txn || (ctx->final_sent && !ctx->got_6xx) || ctx->cancelled) {
+    if (from_failure && txn && !ctx->final_sent) send_best(*ctx);
+    maybe_destroy(*ctx);
+    return;
+  }
+  switch (d.kind) {
+    case Decision::Kind::None:
+      if (from_failure) {
+        send_best(*ctx);
+      } else {
+        ++counters_.no_decision;
+        SB_LOG(Error, ctx->request.call_id(), "policy made no decision for %.*s%s%s",
+               int(ctx->request.method_text().size()), ctx->request.method_text().data(),
+               d.origin.empty() ? "" : " in ", d.origin.c_str());
+        reply(*txn, ctx->request, 500, "No Routing Decision");
+        ctx->final_sent = true;
+      }
+      break;
+    case Decision::Kind::Reply: {
+      int status = d.status >= 100 && d.status <= 699 ? d.status : 500;
+      reply(*txn, ctx->request, status, d.reason, d.headers, d.body);
+      if (status >= 200) ctx->final_sent = true;
+      break;
+    }
+    case Decision::Kind::Redirect: {
+      int status = d.status >= 300 && d.status < 400 ? d.status : 302;
+      std::vector<std::string> headers = d.headers;
+      for (auto& c : d.contacts) headers.push_back("Contact: " + c);
+      reply(*txn, ctx->request, status, d.reason, headers);
+      ctx->final_sent = true;
+      break;
+    }
+    case Decision::Kind::Relay: {
+      if (ctx->got_6xx) {  // §16.7 step 5: no new branches after a 6xx
+        send_best(*ctx);
+        break;
+      }
+      ++counters_.relayed;
+      ctx->options = d.relay;
+      std::vector<Target> targets = std::move(d.targets);
+      if (targets.empty()) {
+        Target t;
+        t.uri = ctx->edits_.ruri ? *ctx->edits_.ruri : std::string(ctx->request.ruri_text());
+        targets.push_back(std::move(t));
+      }
+      // Serial forking (§16.6): highest q first, one group per q value; parallel: one group.
+      uint32_t base = 0;
+      for (auto& b : ctx->branches) base = std::max(base, b->group + 1);
+      if (d.relay.mode == RelayOptions::Mode::Serial)
+        std::stable_sort(targets.begin(), targets.end(),
+                         [](const Target& a, const Target& b) { return a.q1000 > b.q1000; });
+      uint32_t group = base;
+      for (size_t i = 0; i < targets.size(); ++i) {
+        if (d.relay.mode == RelayOptions::Mode::Serial && i > 0 && targets[i].q1000 != targets[i - 1].q1000)
+          ++group;
+        auto b = std::make_unique<Branch>();
+        b->ctx = ctx;
+        b->index = static_cast<uint32_t>(ctx->branches.size());
+        b->group = group;
+        b->target = std::move(targets[i]);
+        ctx->branches.push_back(std::move(b));
+      }
+      ctx->current_group = base;
+      start_branches(*ctx);
+      break;
+    }
+  }
+  maybe_destroy(*ctx);
+}
+
+void ProxyCore::start_branches(ResponseContext& ctx) {
+  // Collect first: starting a branch may complete it synchronously (resolution failure).
+  std::vector<Branch*> todo;
+  for (auto& b : ctx.branches)
+    if (b->group == ctx.current_group && b->state == Branch::State::Waiting) todo.push_back(b.get());
+  for (Branch* b : todo) start_branch(ctx, *b);
+  check_complete(ctx);
+}
+
+void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
+  b.state = Branch::State::Resolving;
+  if (b.target.destination) {
+    b.servers.servers = {*b.target.destination};
+    send_branch(ctx, b);
+    return;
+  }
+  // The next hop: the first Route this branch will carry (its own, then the request's
+  // remaining ones), else its Request-URI (§16.6 step 7).
+  std::string hop;
+  if (!b.target.route.empty()) {
+    hop = b.target.route.front();
+  } else {
+    int skip = ctx.route_skip;
+    ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+      if (skip-- > 0) return true;
+      hop = std::string(v);
+      return false;
+    });
+  }
+  core::Uri uri;
+  if (!hop.empty()) {
+    auto na = core::parse_name_addr(hop);
+    if (!na) {
+      branch_failed(ctx, b, 400, false);
+      return;
+    }
+    hop = std::string(na->uri.raw);
+  } else {
+    hop = b.target.uri;
+  }
+  auto parsed = core::parse_uri(hop);
+  if (!parsed) {
+    branch_failed(ctx, b, 400, false);
+    return;
+  }
+  uint64_t id = ctx.id;
+  uint32_t index = b.index;
+  ++ctx.live;
+  resolver_.resolve(*parsed, [this, id, index](ServerList list) {
+    ResponseContext* c = find_context(id);
+    if (!c) return;
+    --c->live;
+    Branch& br = *c->branches[index];
+    if (br.state != Branch::State::Resolving) {  // cancelled meanwhile
+      maybe_destroy(*c);
+      return;
+    }
+    br.servers = std::move(list);
+    if (br.servers.servers.empty()) {
+      SB_LOG(Info, c->request.call_id(), "branch %s: %s", br.target.uri.c_str(),
+             br.servers.error.c_str());
+      branch_failed(*c, br, 503, false);
+    } else {
+      send_branch(*c, br);
+    }
+    maybe_destroy(*c);
+  });
+}
+
+void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
+  while (b.server < b.servers.servers.size()) {
+    const core::Peer& peer = b.servers.servers[b.server];
+    auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
+    if (!out) {
+      ++b.server;  // no listener for that transport: next server
+      continue;
+    }
+    const core::Message& req = ctx.request;
+    std::string branch = new_branch(ctx.loop_hash);
+    std::string via = make_via(*out, branch);
+    via += ", ";
+    via += top_via_with_received(req, ctx.source_);
+
+    core::SpliceEdits e;
+    e.request_uri = b.target.uri;
+    e.add_via = via;
+    e.remove_top_via = true;
+    e.max_forwards = req.max_forwards() >= 0 ? req.max_forwards() - 1 : 70;
+    e.remove_routes = ctx.route_skip;
+    std::vector<std::string> rr;
+    if (ctx.options.record_route && req.method() != core::Method::Register) {
+      // §16.6 step 4; a second Record-Route when the branch leaves on another transport or
+      // address family than the request came in on, so each side reaches us.
+      rr.push_back(record_route_value(*out));
+      auto in = identity_.outgoing(ctx.source_.protocol, ctx.source_.endpoint.family());
+      if (in && *in != *out &&
+          (identity_.listeners()[*in].protocol != identity_.listeners()[*out].protocol ||
+           identity_.listeners()[*in].family != identity_.listeners()[*out].family))
+        rr.push_back(record_route_value(*in));
+    }
+    std::vector<std::string_view> rr_views(rr.begin(), rr.end());
+    e.add_record_route = rr_views;
+    std::vector<std::string_view> route_views(b.target.route.begin(), b.target.route.end());
+    e.add_route = route_views;
+    // The policy's header edits.
+    std::vector<uint16_t> removed;
+    std::vector<std::string> added;
+    auto remove_named = [&](std::string_view name) {
+      const auto& hs = req.headers();
+      core::HeaderId id = core::header_id(name);
+      for (size_t i = 0; i < hs.size(); ++i)
+        if (id != core::HeaderId::Other ? hs[i].id == id : core::iequals(hs[i].name, name))
+          removed.push_back(static_cast<uint16_t>(i));
+    };
+    for (const auto& n : ctx.edits_.remove_headers) remove_named(n);
+    for (const auto& [n, v] : ctx.edits_.set_headers) {
+      remove_named(n);
+      added.push_back(n + ": " + v);
+    }
+    for (const auto& l : ctx.edits_.add_headers) added.push_back(l);
+    std::vector<std::string_view> added_views(added.begin(), added.end());
+    e.remove_headers = removed;
+    e.add_headers = added_views;
+
+    std::string bytes;
+    core::splice(req, e, bytes);
+    core::Message sent;
+    if (!sent.parse(bytes)) {
+      SB_LOG(Error, req.call_id(), "forwarded request does not parse; branch %s dropped",
+             b.target.uri.c_str());
+      branch_failed(ctx, b, 500, false);
+      return;
+    }
+    ClientTransaction& ct = layer_->start_client(std::move(bytes), sent, peer);
+    ct.set_user_data(&b);
+    b.txn_id = ct.id();
+    b.state = Branch::State::Calling;
+    ++ctx.live;
+    ++counters_.branches;
+    if (ctx.invite) {
+      int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
+      ++b.timer_gen;
+      timers_.schedule(ctx.id, (b.index << 16) | b.timer_gen, 0, env_.clock().now_ms() + after);
+    }
+    return;
+  }
+  branch_failed(ctx, b, 503, false);
+}
+
+void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool failover_allowed) {
+  if (b.state == Branch::State::Done) return;
+  b.txn_id = 0;
+  if (failover_allowed && !ctx.cancelled && !ctx.got_2xx && b.server + 1 < b.servers.servers.size()) {
+    ++counters_.failovers;
+    ++b.server;
+    SB_LOG(Info, ctx.request.call_id(), "branch %s: %d, failing over to server %zu",
+           b.target.uri.c_str(), status, b.server + 1);
+    send_branch(ctx, b);
+    return;
+  }
+  b.state = Branch::State::Done;
+  b.status = status;
+  b.response.clear();
+  check_complete(ctx);
+}
+
+void ProxyCore::check_complete(ResponseContext& ctx) {
+  if (ctx.final_sent || ctx.deciding) return;
+  for (auto& b : ctx.branches)
+    if (b->group <= ctx.current_group && b->state != Branch::State::Done) return;
+  if (!ctx.got_6xx && !ctx.cancelled) {
+    // Serial forking: the next q group.
+    for (auto& b : ctx.branches)
+      if (b->group > ctx.current_group && b->state == Branch::State::Waiting) {
+        ctx.current_group = b->group;
+        start_branches(ctx);
+        return;
+      }
+    // Every branch failed: the policy may add targets (bounded, against loops in scripts).
+    if (ctx.failure_rounds < 4) {
+      ++ctx.failure_rounds;
+      FailureInfo info;
+      int best = 0;
+      for (auto& b : ctx.branches) {
+        info.attempted.push_back(b->target.uri);
+        if (b->status && (!best || rank(b->status) < rank(best))) best = b->status;
+      }
+      info.status = best ? best : 408;
+      info.reason = std::string(core::default_reason(info.status));
+      ctx.deciding = true;
+      uint64_t id = ctx.id;
+      policy_->on_failure(ctx, info, [this, id](Decision d) { apply_decision(id, std::move(d), true); });
+      return;
+    }
+  }
+  send_best(ctx);
+}
+
+void ProxyCore::send_best(ResponseContext& ctx) {
+  if (ctx.final_sent && !ctx.got_6xx) return;
+  if (ctx.final_sent) return;
+  ServerTransaction* txn = ctx.server_alive ? layer_->find_server(ctx.server_txn_id) : nullptr;
+  ctx.final_sent = true;
+  if (!txn) return;
+  Branch* best = nullptr;
+  for (auto& b : ctx.branches)
+    if (b->state == Branch::State::Done && b->status >= 300 && (!best || rank(b->status) < rank(best->status)))
+      best = b.get();
+  int status = best ? best->status : 408;
+  // §16.7 step 6: a 503 is not forwarded (the caller would think *we* are unavailable).
+  if (status == 503 || !best || best->response.empty()) {
+    int out = status == 503 ? 500 : status;
+    reply(*txn, ctx.request, out, core::default_reason(out));
+    return;
+  }
+  core::Message resp;
+  if (!resp.parse(best->response)) {
+    reply(*txn, ctx.request, 500, "Server Internal Error");
+    return;
+  }
+  // §16.7 step 7: a 401/407 carries every challenge from every 401/407 branch.
+  std::vector<std::string> challenges;
+  if (status == 401 || status == 407) {
+    for (auto& b : ctx.branches) {
+      if (b.get() == best || (b->status != 401 && b->status != 407) || b->response.empty()) continue;
+      core::Message other;
+      if (!other.parse(b->response)) continue;
+      for (const auto& h : other.headers())
+        if (h.id == core::HeaderId::WWWAuthenticate || h.id == core::HeaderId::ProxyAuthenticate)
+          challenges.push_back(std::string(core::header_name(h.id)) + ": " + std::string(h.value));
+    }
+  }
+  std::vector<std::string_view> views(challenges.begin(), challenges.end());
+  core::SpliceEdits e;
+  e.remove_top_via = true;
+  e.add_headers = views;
+  std::string bytes;
+  core::splice(resp, e, bytes);
+  txn->respond(status, std::move(bytes));
+}
+
+void ProxyCore::forward_response(ResponseContext& ctx, const core::Message& resp) {
+  core::SpliceEdits e;
+  e.remove_top_via = true;
+  std::string bytes;
+  core::splice(resp, e, bytes);
+  ServerTransaction* txn = ctx.server_alive ? layer_->find_server(ctx.server_txn_id) : nullptr;
+  if (txn && txn->respond(resp.status(), bytes)) return;
+  if (resp.status() >= 200 && resp.status() < 300) {
+    // A 2xx the server transaction can no longer take (it ended, or it sent a 487 after a
+    // CANCEL): forward it by Via so the caller still gets its dialog (§16.7 step 10).
+    ++counters_.stateless_responses;
+    env_.send(response_destination(ctx.request, ctx.source_), bytes, 0);
+  }
+}
+
+void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
+  auto* b = static_cast<Branch*>(ct.user_data());
+  if (!b) return;  // a response to one of our CANCELs
+  ResponseContext& ctx = *b->ctx;
+  int status = resp.status();
+  if (status < 200) {
+    if (b->state == Branch::State::Calling) b->state = Branch::State::Proceeding;
+    if (ctx.invite && b->state == Branch::State::Proceeding) {
+      // §16.7 step 2: a provisional resets Timer C.
+      int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
+      ++b->timer_gen;
+      timers_.schedule(ctx.id, (b->index << 16) | b->timer_gen, 0, env_.clock().now_ms() + after);
+    }
+    if (b->cancel_wanted && !b->cancel_sent) cancel_branch(ctx, *b);
+    // §16.7 step 5: provisionals other than 100 are forwarded.
+    if (status > 100 && !ctx.final_sent && !ctx.cancelled) forward_response(ctx, resp);
+    return;
+  }
+  if (status < 300) {
+    bool first = !ctx.got_2xx;
+    b->state = Branch::State::Done;
+    b->status = status;
+    ctx.got_2xx = true;
+    if (first && ctx.invite) cancel_pending(ctx, b);  // §16.7 step 10
+    forward_response(ctx, resp);                      // every 2xx is forwarded
+    ctx.final_sent = true;
+    return;
+  }
+  if (b->state == Branch::State::Done) return;
+  const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
+  bool failover = std::find(codes.begin(), codes.end(), status) != codes.end();
+  if (failover && !ctx.cancelled && !ctx.got_2xx && b->server + 1 < b->servers.servers.size()) {
+    branch_failed(ctx, *b, status, true);
+    return;
+  }
+  b->state = Branch::State::Done;
+  b->status = status;
+  b->response.assign(resp.raw());
+  b->txn_id = 0;
+  if (status >= 600) {
+    ctx.got_6xx = true;
+    if (ctx.invite) cancel_pending(ctx, b);  // §16.7 step 5
+  }
+  check_complete(ctx);
+}
+
+void ProxyCore::cancel_branch(ResponseContext& ctx, Branch& b) {
+  switch (b.state) {
+    case Branch::State::Waiting:
+    case Branch::State::Resolving:
+      b.state = Branch::State::Done;  // never sent: nothing to cancel
+      b.status = 487;
+      return;
+    case Branch::State::Calling:
+      b.cancel_wanted = true;  // §9.1: wait for a provisional before sending CANCEL
+      return;
+    case Branch::State::Proceeding: {
+      if (b.cancel_sent) return;
+      ClientTransaction* ct = b.txn_id ? layer_->find_client(b.txn_id) : nullptr;
+      if (!ct) return;
+      core::Message sent;
+      if (!sent.parse(ct->request())) return;
+      std::string cancel = build_cancel(sent);
+      core::Message cm;
+      if (!cm.parse(cancel)) return;
+      layer_->start_client(std::move(cancel), cm, ct->peer());
+      b.cancel_sent = true;
+      ++counters_.cancels_sent;
+      return;
+    }
+    case Branch::State::Done:
+      return;
+  }
+  (void)ctx;
+}
+
+void ProxyCore::cancel_pending(ResponseContext& ctx, const Branch* except) {
+  for (auto& b : ctx.branches)
+    if (b.get() != except) cancel_branch(ctx, *b);
+}
+
+void ProxyCore::handle_cancel(ServerTransaction& txn, const core::Message& cancel) {
+  ServerTransaction* inv = layer_->find_server_invite(cancel);
+  if (!inv) {
+    reply(txn, cancel, 481, "Call/Transaction Does Not Exist");
+    return;
+  }
+  // §16.10: 200 to the CANCEL, CANCEL every pending branch, 487 to the INVITE.
+  reply(txn, cancel, 200, "OK");
+  auto* ctx = static_cast<ResponseContext*>(inv->user_data());
+  if (!ctx) return;
+  ctx->cancelled = true;
+  cancel_pending(*ctx, nullptr);
+  if (!ctx->final_sent) {
+    reply(*inv, ctx->request, 487, "Request Terminated");
+    ctx->final_sent = true;
+  }
+}
+
+void ProxyCore::on_stray_response(const core::Message& resp, const core::Peer&) {
+  forward_stateless_response(resp);
+}
+
+void ProxyCore::forward_stateless_response(const core::Message& resp) {
+  // §16.11 / §18.1.2: only a response whose top Via is ours goes on, to the next Via.
+  if (!identity_.via_is_us(resp.top_via())) return;
+  std::optional<core::Via> next;
+  int n = 0;
+  resp.for_each_value(core::HeaderId::Via, [&](std::string_view v) {
+    if (n++ == 1) {
+      if (auto via = core::parse_via(v)) next = *via;
+      return false;
+    }
+    return true;
+  });
+  if (!next) return;
+  auto dest = via_destination(*next);
+  if (!dest) return;
+  core::SpliceEdits e;
+  e.remove_top_via = true;
+  std::string bytes;
+  core::splice(resp, e, bytes);
+  ++counters_.stateless_responses;
+  env_.send(*dest, bytes, 0);
+}
+
+void ProxyCore::forward_stateless_request(const core::Message& req, const core::Peer& from) {
+  if (req.max_forwards() == 0) return;
+  int skip = 0;
+  std::string hop;
+  req.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+    auto na = core::parse_name_addr(v);
+    if (!na) return false;
+    if (hop.empty() && identity_.uri_is_us(na->uri)) {
+      ++skip;
+      return true;
+    }
+    hop = std::string(na->uri.raw);
+    return false;
+  });
+  if (hop.empty()) {
+    if (identity_.uri_is_us(req.ruri())) return;  // nowhere further to go
+    hop = std::string(req.ruri_text());
+  }
+  auto uri = core::parse_uri(hop);
+  if (!uri) return;
+  // The branch of a stateless forward is derived from the incoming one, so a retransmitted
+  // ACK leaves with the same branch (§16.11).
+  uint64_t h = fnv(1469598103934665603ull, req.top_via().branch);
+  std::string bytes_in(req.raw());
+  core::Peer src = from;
+  resolver_.resolve(*uri, [this, bytes_in = std::move(bytes_in), skip, h, src](ServerList list) {
+    if (list.servers.empty()) return;
+    core::Message m;
+    if (!m.parse(bytes_in)) return;
+    const core::Peer& peer = list.servers.front();
+    auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
+    if (!out) return;
+    std::string branch;
+    core::append_branch(branch, settings_.worker_id, h);
+    std::string via = make_via(*out, branch) + ", " + top_via_with_received(m, src);
+    core::SpliceEdits e;
+    e.add_via = via;
+    e.remove_top_via = true;
+    e.max_forwards = m.max_forwards() >= 0 ? m.max_forwards() - 1 : 70;
+    e.remove_routes = skip;
+    std::string bytes;
+    core::splice(m, e, bytes);
+    ++counters_.stateless_requests;
+    env_.send(peer, bytes, 0);
+  });
+}
+
+void ProxyCore::on_client_timeout(ClientTransaction& ct) {
+  auto* b = static_cast<Branch*>(ct.user_data());
+  if (!b || b->txn_id != ct.id()) return;
+  ResponseContext& ctx = *b->ctx;
+  const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
+  bool failover = std::find(codes.begin(), codes.end(), 408) != codes.end();
+  branch_failed(ctx, *b, 408, failover);
+}
+
+void ProxyCore::on_client_transport_error(ClientTransaction& ct) {
+  auto* b = static_cast<Branch*>(ct.user_data());
+  if (!b || b->txn_id != ct.id()) return;
+  // §16.9: a transport error counts as a 503 from that branch.
+  branch_failed(*b->ctx, *b, 503, settings_.failover_on_transport_error);
+}
+
+void ProxyCore::on_server_timeout(ServerTransaction&) {}
+
+void ProxyCore::on_server_transport_error(ServerTransaction& txn) {
+  // The caller cannot be reached: pending INVITE branches have no one to answer to.
+  if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) {
+    if (ctx->invite) cancel_pending(*ctx, nullptr);
+  }
+}
+
+void ProxyCore::on_ack(ServerTransaction& txn, const core::Message& ack) {
+  forward_stateless_request(ack, txn.peer());
+}
+
+void ProxyCore::on_overload(const core::Message& req, const core::Peer& from) {
+  ++counters_.overloaded;
+  if (req.method() == core::Method::Ack) return;
+  std::string_view hdr[] = {"Retry-After: 5"};
+  core::ResponseSpec spec;
+  spec.status = 503;
+  spec.reason = "Overloaded";
+  spec.to_tag = "sb-overload";
+  spec.headers = hdr;
+  env_.send(response_destination(req, from), core::build_response(req, spec), 0);
+}
+
+void ProxyCore::on_terminated(uint64_t txn_id) {
+  if (ClientTransaction* ct = layer_->find_client(txn_id)) {
+    auto* b = static_cast<Branch*>(ct->user_data());
+    if (!b) return;
+    ResponseContext& ctx = *b->ctx;
+    if (b->txn_id == txn_id) b->txn_id = 0;
+    --ctx.live;
+    maybe_destroy(ctx);
+    return;
+  }
+  if (ServerTransaction* st = layer_->find_server(txn_id)) {
+    auto* ctx = static_cast<ResponseContext*>(st->user_data());
+    if (!ctx) return;
+    ctx->server_alive = false;
+    st->set_user_data(nullptr);
+    maybe_destroy(*ctx);
+  }
+}
+
+void ProxyCore::maybe_destroy(ResponseContext& ctx) {
+  if (ctx.server_alive || ctx.live > 0 || ctx.deciding) return;
+  contexts_.erase(ctx.id);
+}
+
+void ProxyCore::on_timer(int64_t now) {
+  timers_.pop_due(now, [&](const TimerEntry& t) {
+    ResponseContext* ctx = find_context(t.owner_id);
+    if (!ctx) return;
+    uint32_t index = t.generation >> 16;
+    if (index >= ctx->branches.size()) return;
+    Branch& b = *ctx->branches[index];
+    if (b.timer_gen != (t.generation & 0xffff) || b.state == Branch::State::Done) return;
+    ++counters_.timer_c;
+    // §16.8: Timer C fired. With a provisional, CANCEL the branch; without one, act as if
+    // the transaction had received a 408.
+    if (b.state == Branch::State::Proceeding) {
+      cancel_branch(*ctx, b);
+    } else {
+      branch_failed(*ctx, b, 408, false);
+    }
+  });
+}
+
+}  // namespace sb::proxy

@@ -1,0 +1,53 @@
+#include "proxy/resolver.h"
+
+#include "core/text.h"
+
+namespace sb::proxy {
+
+bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_known,
+                      std::string& error) {
+  transport_known = false;
+  out = core::Peer{};
+  if (!uri.is_sip()) {
+    error = "not a SIP URI";
+    return false;
+  }
+  out.protocol = uri.scheme == core::Scheme::Sips ? core::Protocol::Tls : core::Protocol::Udp;
+  if (auto t = uri.param("transport")) {
+    auto p = core::protocol_from_name(*t);
+    if (!p) {
+      error = "unknown transport " + std::string(*t);
+      return false;
+    }
+    // RFC 3261 §26.2.2: a sips URI is reached over TLS only.
+    if (uri.scheme == core::Scheme::Sips && !core::is_secure(*p)) {
+      error = "sips URI with a non-TLS transport";
+      return false;
+    }
+    out.protocol = *p;
+    transport_known = true;
+  }
+  std::string_view host = uri.host;
+  if (auto maddr = uri.param("maddr")) host = *maddr;
+  uint16_t port = uri.port ? uri.port : core::default_port(out.protocol);
+  if (core::iequals(host, "localhost")) host = "127.0.0.1";
+  auto ep = core::Endpoint::parse(host, port);
+  if (!ep) return false;
+  out.endpoint = *ep;
+  if (uri.port) transport_known = true;  // §4.1: an explicit port skips NAPTR (UDP for sip)
+  return true;
+}
+
+void NumericResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> done) {
+  ServerList list;
+  core::Peer peer;
+  bool known = false;
+  if (numeric_next_hop(uri, peer, known, list.error)) {
+    list.servers.push_back(peer);
+  } else if (list.error.empty()) {
+    list.error = "cannot resolve " + std::string(uri.host) + " (no DNS resolver)";
+  }
+  done(std::move(list));
+}
+
+}  // namespace sb::proxy

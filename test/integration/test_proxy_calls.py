@@ -1,0 +1,125 @@
+"""Issue 5: calls through the stateful proxy with real SIPp peers on loopback, workers 1
+and 2: register then call with Record-Route honoured by both ends, parallel fork with
+CANCEL of the losing branch, CANCEL from the caller, and the §16.3 refusals."""
+import re
+import sbtest
+from sbtest import Proxy, UdpClient, TcpClient, check
+from sipp import Sipp
+
+
+def register(port, user, contact, expires=600, domain="localhost"):
+    c = UdpClient()
+    c.dest = ("127.0.0.1", port)
+    c.send(sbtest.request("REGISTER", "sip:" + domain, c, extra_headers=["Contact: <%s>" % contact,
+                                                                        "Expires: %d" % expires],
+                          from_uri="sip:%s@%s" % (user, domain), to_uri="sip:%s@%s" % (user, domain)))
+    r = c.recv_response(timeout=3, skip_provisional=True)
+    c.close()
+    check(r is not None and r.status == 200, "REGISTER %s: %r" % (user, r))
+
+
+def call(p, uas_scenario="uas.xml", transport="u1", hold_ms=100, uas_keys=None, user="bob"):
+    uas = Sipp(uas_scenario, p.tmp.name, transport=transport, keys=uas_keys).start()
+    t = ";transport=tcp" if transport.startswith("t") else ""
+    register(p.port, user, "sip:%s@127.0.0.1:%d%s" % (user, uas.port, t))
+    uac = Sipp("uac.xml", p.tmp.name, remote="127.0.0.1:%d" % p.port, transport=transport,
+               service=user, keys={"domain": "localhost"}, hold_ms=hold_ms).start()
+    rc_uac = uac.wait(60)
+    rc_uas = uas.wait(30)
+    return rc_uac, rc_uas, uac, uas
+
+
+def test_register_then_call_udp():
+    for workers in (1, 2):
+        with Proxy(workers=workers, ipv6=False) as p:
+            rc_uac, rc_uas, uac, uas = call(p)
+            check(rc_uac == 0 and rc_uas == 0, "workers=%d: uac %d uas %d\n%s\n%s" % (
+                workers, rc_uac, rc_uas, uac.messages()[-3000:], p.read_log()[-2000:]))
+            trace = uas.messages()
+            # The callee saw our Record-Route, and the BYE came through the proxy (loose
+            # routing): it carries our Via.
+            check(re.search(r"Record-Route: <sip:127\.0\.0\.1:%d;lr>" % p.port, trace), "Record-Route at callee")
+            bye = trace[trace.find("BYE sip:"):]
+            check(re.search(r"Via: SIP/2.0/UDP 127\.0\.0\.1:%d;branch=z9hG4bKsb" % p.port, bye),
+                  "BYE came through the proxy:\n" + bye[:800])
+
+
+def test_register_then_call_tcp():
+    with Proxy(workers=2, ipv6=False) as p:
+        rc_uac, rc_uas, uac, uas = call(p, transport="t1")
+        check(rc_uac == 0 and rc_uas == 0, "uac %d uas %d\n%s\n%s" % (rc_uac, rc_uas, uac.messages()[-3000:],
+                                                                      p.read_log()[-2000:]))
+
+
+def test_parallel_fork_first_200_wins_other_cancelled():
+    with Proxy(workers=2, ipv6=False) as p:
+        winner = Sipp("uas.xml", p.tmp.name, hold_ms=800).start()
+        ringer = Sipp("uas_ring_cancel.xml", p.tmp.name).start()
+        c = UdpClient()
+        c.dest = ("127.0.0.1", p.port)
+        for i, s in enumerate((winner, ringer)):
+            c.send(sbtest.request("REGISTER", "sip:localhost", c,
+                                  extra_headers=["Contact: <sip:bob@127.0.0.1:%d>" % s.port, "Expires: 600"],
+                                  from_uri="sip:bob@localhost", to_uri="sip:bob@localhost",
+                                  call_id="fork-reg-%d" % i))
+            r = c.recv_response(timeout=3, skip_provisional=True)
+            check(r and r.status == 200, "register fork contact %d" % i)
+        uac = Sipp("uac.xml", p.tmp.name, remote="127.0.0.1:%d" % p.port, service="bob",
+                   keys={"domain": "localhost"}, hold_ms=100).start()
+        rc_uac = uac.wait(60)
+        rc_w = winner.wait(30)
+        rc_r = ringer.wait(30)
+        check(rc_uac == 0, "caller got one 200 and completed: %d\n%s" % (rc_uac, uac.messages()[-3000:]))
+        check(rc_w == 0, "winner completed: %d" % rc_w)
+        check(rc_r == 0, "loser got CANCEL and answered 487: %d\n%s" % (rc_r, ringer.messages()[-3000:]))
+        check(uac.messages().count("SIP/2.0 200 OK") >= 1, "200 seen by caller")
+        c.close()
+
+
+def test_cancel_from_caller():
+    with Proxy(workers=2, ipv6=False) as p:
+        ringer = Sipp("uas_ring_cancel.xml", p.tmp.name).start()
+        register(p.port, "carol", "sip:carol@127.0.0.1:%d" % ringer.port)
+        uac = Sipp("uac_cancel.xml", p.tmp.name, remote="127.0.0.1:%d" % p.port, service="carol",
+                   keys={"domain": "localhost"}).start()
+        rc_uac = uac.wait(60)
+        rc_r = ringer.wait(30)
+        check(rc_uac == 0, "caller: 200 to CANCEL and 487: %d\n%s" % (rc_uac, uac.messages()[-3000:]))
+        check(rc_r == 0, "callee got the CANCEL: %d\n%s" % (rc_r, ringer.messages()[-3000:]))
+
+
+def invite(p, ruri, extra=(), max_forwards=70):
+    c = UdpClient()
+    c.dest = ("127.0.0.1", p.port)
+    c.send(sbtest.request("INVITE", ruri, c, extra_headers=list(extra), max_forwards=max_forwards))
+    r = c.recv_response(timeout=5, skip_provisional=True)
+    c.close()
+    return r
+
+
+def test_refusals():
+    with Proxy(workers=2, ipv6=False) as p:
+        r = invite(p, "sip:nobody@localhost")
+        check(r is not None and r.status == 404, "unknown user → 404: %r" % r)
+        r = invite(p, "sip:bob@localhost", max_forwards=0)
+        check(r is not None and r.status == 483, "Max-Forwards 0 → 483: %r" % r)
+        r = invite(p, "sip:bob@localhost", extra=["Proxy-Require: nosuchextension"])
+        check(r is not None and r.status == 420 and "nosuchextension" in (r.header("Unsupported") or ""),
+              "Proxy-Require → 420 with Unsupported: %r" % r)
+        r = invite(p, "sip:bob@example.org")
+        check(r is not None and r.status == 403, "foreign domain → 403 (not an open relay): %r" % r)
+
+
+def test_loop_detected():
+    with Proxy(workers=2, ipv6=False) as p:
+        # A binding that points back at the proxy itself: the request comes back once with a
+        # new Request-URI (a spiral, §16.3 step 4), then again with the same one: a loop.
+        register(p.port, "loop", "sip:loop@127.0.0.1:%d" % p.port, domain="127.0.0.1")
+        r = invite(p, "sip:loop@127.0.0.1")
+        check(r is not None and r.status == 482, "loop → 482: %r\n%s" % (r, p.read_log()[-2000:]))
+
+
+if __name__ == "__main__":
+    sbtest.run([test_register_then_call_udp, test_register_then_call_tcp,
+                test_parallel_fork_first_200_wins_other_cancelled, test_cancel_from_caller,
+                test_refusals, test_loop_detected])

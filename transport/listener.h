@@ -1,0 +1,42 @@
+// What the transport listens on and the limits it enforces (config "listeners", "limits").
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/address.h"
+
+namespace sb::transport {
+
+// One local address we receive on. Every worker binds it (SO_REUSEPORT), so the kernel
+// spreads datagrams and accepted connections over the workers.
+struct ListenerSpec {
+  core::Protocol protocol = core::Protocol::Udp;
+  // Port 0: the kernel picks a port at start and WorkerGroup::listeners() shows it.
+  core::Endpoint bind;
+  // Host for Via / Record-Route (e.g. a public name or the NAT's address); empty = bind ip.
+  std::string advertise_host;
+
+  // advertise_host, or the bind IP in URI form ("[::1]" for IPv6).
+  std::string advertised_host() const {
+    return advertise_host.empty() ? bind.uri_host() : advertise_host;
+  }
+};
+
+struct Limits {
+  // Largest message accepted (datagram or stream frame); beyond it: 513 (RFC 3261 §18.1.1).
+  uint32_t max_message_bytes = 65535;
+  // Capacity of each worker's hand-off queue (rounded up to a power of two).
+  uint32_t queue_capacity = 65536;
+  // A stream connection with no traffic for this long is closed.
+  uint32_t tcp_idle_timeout_s = 900;
+  // Connections one worker holds (accepted + opened); beyond it accepts are closed at once
+  // and connects fail.
+  uint32_t max_connections = 10000;
+  // An outgoing connect that has not completed by then fails (on_send_error).
+  uint32_t tcp_connect_timeout_ms = 10000;
+  // Bytes queued on one connection (kernel buffer full or still connecting) before send()
+  // refuses: a peer that does not read must not grow our memory without bound.
+  uint32_t max_connection_queue_bytes = 4u << 20;
+};
+
+}  // namespace sb::transport

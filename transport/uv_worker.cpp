@@ -1,0 +1,570 @@
+#include "transport/uv_worker.h"
+
+#include <arpa/inet.h>
+
+#include <cassert>
+#include <cstdio>
+
+#include "core/log.h"
+#include "transport/connection.h"
+#include "transport/owner.h"
+#include "transport/sockets.h"
+
+namespace sb::transport::detail {
+
+namespace {
+
+// Tasks run per wake-up before the loop gets back to its sockets: a flood of hand-offs must
+// not starve this worker's own I/O.
+constexpr int kTaskBudget = 1024;
+
+class FnTask final : public Task {
+ public:
+  explicit FnTask(std::function<void(Worker&)> fn) : fn_(std::move(fn)) {}
+  void run(UvWorker& w) override { fn_(w); }
+
+ private:
+  std::function<void(Worker&)> fn_;
+};
+
+// A message read by another worker, for its owner (DESIGN.md "Threading").
+class HandOffTask final : public BytesTask<HandOffTask> {
+ public:
+  HandOffTask(const core::Peer& from, int listener, uint32_t received_by)
+      : from_(from), listener_(listener), received_by_(received_by) {}
+  void run(UvWorker& w) override { w.receive_handed_off(bytes(), from_, listener_, received_by_); }
+
+ private:
+  core::Peer from_;
+  int listener_;
+  uint32_t received_by_;
+};
+
+// A send over a connection another worker owns.
+class SendTask final : public BytesTask<SendTask> {
+ public:
+  SendTask(const core::Peer& to, uint64_t cookie, uint32_t origin, int via_listener)
+      : to_(to), cookie_(cookie), origin_(origin), via_listener_(via_listener) {}
+  void run(UvWorker& w) override {
+    if (!w.send_from(origin_, to_, bytes(), cookie_, via_listener_))
+      w.report_send_error(origin_, cookie_, to_);
+  }
+
+ private:
+  core::Peer to_;
+  uint64_t cookie_;
+  uint32_t origin_;
+  int via_listener_;
+};
+
+bool is_loopback(const core::Endpoint& e) {
+  if (e.family() == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(e.sa());
+    return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (e.family() == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(e.sa());
+    return IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+  }
+  return false;
+}
+
+bool is_wildcard(const core::Endpoint& e) {
+  if (e.family() == AF_INET)
+    return reinterpret_cast<const sockaddr_in*>(e.sa())->sin_addr.s_addr == htonl(INADDR_ANY);
+  if (e.family() == AF_INET6)
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(e.sa())->sin6_addr);
+  return false;
+}
+
+bool is_keepalive(std::string_view bytes) {
+  for (char c : bytes)
+    if (c != '\r' && c != '\n') return false;
+  return true;
+}
+
+}  // namespace
+
+UvWorker::UvWorker(uint32_t id, GroupState& group)
+    : id_(id), group_(group), inbox_(group.limits.queue_capacity) {
+  std::snprintf(name_, sizeof name_, "w%u", id);
+}
+
+UvWorker::~UvWorker() {
+  // run() or close_unstarted() closed the loop; a loop still open here would leak handles.
+  assert(!loop_open_);
+}
+
+bool UvWorker::on_thread() const {
+  return thread_ == std::thread::id{} || thread_ == std::this_thread::get_id();
+}
+
+// ---- lifecycle ----
+
+core::Status UvWorker::open(std::string& detail) {
+  if (int err = uv_loop_init(&loop_)) {
+    detail = std::string("uv_loop_init: ") + uv_strerror(err);
+    return core::Error{"cannot create the event loop", 500};
+  }
+  loop_open_ = true;
+  if (int err = uv_async_init(&loop_, &async_, &UvWorker::on_async)) {
+    detail = std::string("uv_async_init: ") + uv_strerror(err);
+    return core::Error{"cannot create the worker queue", 500};
+  }
+  async_.data = this;
+  async_open_ = true;
+  udp_buf_ = std::make_unique<char[]>(kUdpBufferSize);
+  stream_buf_ = std::make_unique<char[]>(kStreamBufferSize);
+
+  auto& specs = group_.listeners;
+  udp_.assign(specs.size(), nullptr);
+  servers_.assign(specs.size(), nullptr);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    core::Endpoint bound;
+    int idx = static_cast<int>(i);
+    if (id_ == 0) {
+      if (int err = probe_unused(specs[i].protocol, specs[i].bind)) {
+        detail = std::string(core::protocol_name(specs[i].protocol)) + " listener " +
+                 specs[i].bind.to_string() + ": " + uv_strerror(err) +
+                 (err == UV_EADDRINUSE ? " (another process holds it)" : "");
+        return core::Error{"listener address in use", 500};
+      }
+    }
+    if (specs[i].protocol == core::Protocol::Udp) {
+      udp_[i] = UdpSocket::open(*this, idx, specs[i].bind, bound, detail);
+      if (!udp_[i]) return core::Error{"cannot bind a UDP listener", 500};
+    } else if (specs[i].protocol == core::Protocol::Tcp) {
+      servers_[i] = TcpServer::open(*this, idx, specs[i].bind, bound, detail);
+      if (!servers_[i]) return core::Error{"cannot listen on a TCP listener", 500};
+    } else {
+      detail = "listener " + specs[i].bind.to_string() + ": " +
+               std::string(core::protocol_name(specs[i].protocol)) + " is not implemented";
+      return core::Error{"transport not implemented", 500};
+    }
+    // Port 0: the first worker lets the kernel choose; the others bind the same port.
+    if (specs[i].bind.port() == 0 && bound.valid()) specs[i].bind.set_port(bound.port());
+  }
+  return {};
+}
+
+void UvWorker::run() {
+  thread_ = std::this_thread::get_id();
+  core::log::set_thread_name(name_);
+  if (group_.on_start) group_.on_start(*this);
+  group_.started->count_down();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (int err = uv_loop_close(&loop_))
+    SB_ERROR("worker %u: loop still busy at exit: %s", id_, uv_strerror(err));
+  loop_open_ = false;
+}
+
+void UvWorker::close_unstarted() {
+  if (!loop_open_) return;
+  shut_down();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (int err = uv_loop_close(&loop_))
+    SB_ERROR("worker %u: loop still busy at exit: %s", id_, uv_strerror(err));
+  loop_open_ = false;
+}
+
+void UvWorker::request_stop() {
+  stop_requested_.store(true, std::memory_order_seq_cst);
+  posters_.fetch_add(1, std::memory_order_seq_cst);
+  if (accepting_.load(std::memory_order_seq_cst)) uv_async_send(&async_);
+  posters_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void UvWorker::shut_down() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (handler_) handler_->on_stop(*this);
+  std::vector<Connection*> conns;
+  conns.reserve(connections_.size());
+  for (auto& [id, c] : connections_) conns.push_back(c);
+  for (Connection* c : conns) c->close(false);
+  for (UdpSocket*& s : udp_)
+    if (s) std::exchange(s, nullptr)->release();
+  for (TcpServer*& s : servers_)
+    if (s) std::exchange(s, nullptr)->release();
+  close_inbox();
+  // Whatever the handler left open would keep the loop (and stop()) waiting forever.
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* h, void* arg) {
+        if (uv_is_closing(h)) return;
+        SB_WARN("worker %u: a %s handle was left open at stop; closing it",
+                static_cast<UvWorker*>(arg)->id_, uv_handle_type_name(uv_handle_get_type(h)));
+        uv_close(h, nullptr);
+      },
+      this);
+}
+
+void UvWorker::close_inbox() {
+  if (!async_open_) return;
+  accepting_.store(false, std::memory_order_seq_cst);
+  while (posters_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  std::unique_ptr<Task> t;
+  while (inbox_.try_pop(t)) t.reset();  // not run: the handler has stopped
+  async_open_ = false;
+  // async_ is a member: the worker outlives the loop, which runs until this close completes.
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+}
+
+// ---- the queue ----
+
+bool UvWorker::push(std::unique_ptr<Task> task) {
+  posters_.fetch_add(1, std::memory_order_seq_cst);
+  bool ok = false;
+  bool full = false;
+  if (accepting_.load(std::memory_order_seq_cst)) {
+    ok = inbox_.try_push(std::move(task));
+    if (ok) uv_async_send(&async_);
+    else full = true;
+  }
+  posters_.fetch_sub(1, std::memory_order_seq_cst);
+  if (full) c_.queue_full.fetch_add(1, std::memory_order_relaxed);
+  return ok;
+}
+
+bool UvWorker::post(std::function<void(Worker&)> fn) {
+  return push(std::make_unique<FnTask>(std::move(fn)));
+}
+
+bool UvWorker::post_to(uint32_t worker, std::function<void(Worker&)> fn) {
+  if (worker >= group_.workers.size()) return false;
+  return group_.workers[worker]->post(std::move(fn));
+}
+
+void UvWorker::on_async(uv_async_t* h) {
+  auto* w = static_cast<UvWorker*>(h->data);
+  if (w->stop_requested_.load(std::memory_order_acquire)) {
+    w->shut_down();
+    return;
+  }
+  w->drain_inbox();
+}
+
+void UvWorker::drain_inbox() {
+  std::unique_ptr<Task> t;
+  for (int i = 0; i < kTaskBudget; ++i) {
+    if (stopping_ || !inbox_.try_pop(t)) return;
+    t->run(*this);
+    t.reset();
+  }
+  // More left: come back after the sockets had their turn.
+  if (!inbox_.empty_approx()) uv_async_send(&async_);
+}
+
+// ---- receiving ----
+
+void UvWorker::on_datagram(const UdpSocket& s, ssize_t nread, const uv_buf_t* buf,
+                           const sockaddr* addr, unsigned flags) {
+  if (flags & UV_UDP_MMSG_FREE) return;  // the buffer is ours and reused
+  if (nread < 0) {
+    SB_LOG_RL(Warn, {}, "udp receive: %s", uv_strerror(static_cast<int>(nread)));
+    return;
+  }
+  if (addr == nullptr || nread == 0 || stopping_) return;  // nothing read / empty datagram
+  bump(c_.datagrams_in);
+  bump(c_.bytes_in, static_cast<uint64_t>(nread));
+  auto src = core::Endpoint::from_sockaddr(addr);
+  if (!src) return;
+  core::Peer from;
+  from.protocol = core::Protocol::Udp;
+  from.endpoint = *src;
+  std::string_view bytes(buf->base, static_cast<size_t>(nread));
+  if ((flags & UV_UDP_PARTIAL) || bytes.size() > limits().max_message_bytes) {
+    // RFC 3261 §18.1.1 / §21.5.14: too large for us.
+    bump(c_.frame_errors);
+    if (bytes.size() > limits().max_message_bytes) bytes = bytes.substr(0, limits().max_message_bytes);
+    deliver_frame_error(bytes, from, s.listener(), core::Error{"message too large", 513});
+    return;
+  }
+  if (is_keepalive(bytes)) {  // CRLF keep-alives some UAs send over UDP too
+    bump(c_.keepalives);
+    return;
+  }
+  receive(bytes, from, s.listener());
+}
+
+bool UvWorker::on_stream_frame(Connection& c, const core::Frame& f, std::string_view bytes) {
+  if (stopping_) return false;
+  if (f.kind == core::Frame::Kind::Error) {
+    bump(c_.frame_errors);
+    SB_LOG_RL(Info, {}, "tcp %s: framing error: %s", c.remote().to_string().c_str(),
+              core::describe(f.error).c_str());
+    deliver_frame_error(bytes, c.peer(), c.listener(), f.error);
+    c.drain_and_close();
+    return false;
+  }
+  bump(c_.frames_in);
+  receive(bytes, c.peer(), c.listener());
+  return c.state() == Connection::State::Open;
+}
+
+void UvWorker::receive(std::string_view bytes, const core::Peer& from, int listener) {
+  Inbound in;
+  in.bytes = bytes;
+  in.from = from;
+  in.listener = listener;
+  in.received_by = id_;
+  if (!msg_.parse(bytes)) {
+    // Still ours to answer (400 when the Via is usable) or drop: DESIGN.md "Security".
+    bump(c_.parse_failures);
+    deliver(in);
+    return;
+  }
+  uint32_t n = workers();
+  uint32_t owner = n > 1 ? owner_of(msg_, n) : id_;
+  if (owner == id_) {
+    in.parsed = &msg_;
+    deliver(in);
+    return;
+  }
+  if (group_.workers[owner]->push(HandOffTask::make(bytes, from, listener, id_))) {
+    bump(c_.handoff_out);
+  } else {
+    bump(c_.handoff_dropped);
+    SB_LOG_RL(Warn, msg_.call_id(), "worker %u queue full: message dropped", owner);
+  }
+}
+
+void UvWorker::receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
+                                  uint32_t received_by) {
+  bump(c_.handoff_in);
+  Inbound in;
+  in.bytes = bytes;
+  in.from = from;
+  in.listener = listener;
+  in.received_by = received_by;
+  // It parsed on the receiving worker; parse again here, views cannot cross threads.
+  if (msg_.parse(bytes)) in.parsed = &msg_;
+  deliver(in);
+}
+
+void UvWorker::deliver_frame_error(std::string_view bytes, const core::Peer& from, int listener,
+                                   const core::Error& e) {
+  Inbound in;
+  in.bytes = bytes;
+  in.from = from;
+  in.listener = listener;
+  in.received_by = id_;
+  in.frame_error = e;
+  in.has_frame_error = true;
+  deliver(in);
+}
+
+void UvWorker::deliver(Inbound& in) {
+  if (stopping_) return;
+  if (!handler_) {
+    bump(c_.dropped_no_handler);
+    return;
+  }
+  bump(c_.delivered);
+  handler_->on_message(*this, in);
+}
+
+// ---- sending ----
+
+bool UvWorker::send(const core::Peer& to, std::string_view bytes, uint64_t cookie,
+                    int via_listener) {
+  assert(on_thread());
+  bool ok = send_from(id_, to, bytes, cookie, via_listener);
+  bump(ok ? c_.messages_out : c_.send_errors);
+  return ok;
+}
+
+bool UvWorker::send_from(uint32_t origin, const core::Peer& to, std::string_view bytes,
+                         uint64_t cookie, int via_listener) {
+  if (stopping_) return false;
+  switch (to.protocol) {
+    case core::Protocol::Udp:
+      return send_udp(origin, to, bytes, cookie, via_listener);
+    case core::Protocol::Tcp:
+      return send_stream(origin, to, bytes, cookie, via_listener);
+    default:  // TLS and WebSocket are not implemented yet
+      return false;
+  }
+}
+
+UdpSocket* UvWorker::pick_udp(int via_listener, const core::Endpoint& to) const {
+  if (via_listener >= 0 && static_cast<size_t>(via_listener) < udp_.size()) {
+    UdpSocket* s = udp_[static_cast<size_t>(via_listener)];
+    if (s && s->family() == to.family()) return s;
+  }
+  // The first UDP listener of the family; but a socket bound to loopback cannot reach other
+  // hosts, so for those prefer one that can.
+  UdpSocket* first = nullptr;
+  for (UdpSocket* s : udp_) {
+    if (!s || s->family() != to.family()) continue;
+    if (!first) first = s;
+    if (!is_loopback(group_.listeners[static_cast<size_t>(s->listener())].bind) || is_loopback(to))
+      return s;
+  }
+  return first;
+}
+
+int UvWorker::pick_tcp_listener(int via_listener, const core::Endpoint& to) const {
+  const auto& specs = group_.listeners;
+  auto fits = [&](size_t i) {
+    return specs[i].protocol == core::Protocol::Tcp && specs[i].bind.family() == to.family();
+  };
+  if (via_listener >= 0 && static_cast<size_t>(via_listener) < specs.size() &&
+      fits(static_cast<size_t>(via_listener)))
+    return via_listener;
+  int first = -1;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!fits(i)) continue;
+    if (first < 0) first = static_cast<int>(i);
+    if (!is_loopback(specs[i].bind) || is_loopback(to)) return static_cast<int>(i);
+  }
+  return first;
+}
+
+bool UvWorker::send_udp(uint32_t origin, const core::Peer& to, std::string_view bytes,
+                        uint64_t cookie, int via_listener) {
+  if (!to.endpoint.valid()) return false;
+  UdpSocket* s = pick_udp(via_listener, to.endpoint);
+  return s && s->send(to, bytes, cookie, origin);
+}
+
+bool UvWorker::send_stream(uint32_t origin, const core::Peer& to, std::string_view bytes,
+                           uint64_t cookie, int via_listener) {
+  const core::ConnectionId& cid = to.connection;
+  if (cid.valid() && cid.worker != id_ && cid.worker < workers() && origin == id_) {
+    // Another worker owns that connection: only it may write to it.
+    return group_.workers[cid.worker]->push(
+        SendTask::make(bytes, to, cookie, origin, via_listener));
+  }
+  if (cid.valid() && cid.worker == id_) {
+    auto it = connections_.find(cid.id);
+    if (it != connections_.end() && it->second->usable())
+      return it->second->send(bytes, cookie, origin);
+    // Gone: RFC 3261 §18.2.2 / §18.1.1, try the endpoint (a new connection if need be).
+  }
+  if (!to.endpoint.valid() || to.endpoint.port() == 0) return false;
+  auto found = by_endpoint_.find(StreamKey{to.protocol, to.endpoint});
+  if (found != by_endpoint_.end()) {
+    auto it = connections_.find(found->second);
+    if (it != connections_.end() && it->second->usable())
+      return it->second->send(bytes, cookie, origin);
+  }
+  if (connections_.size() >= limits().max_connections) {
+    bump(c_.connections_refused);
+    SB_LOG_RL(Warn, {}, "worker %u: %zu connections, connect to %s refused", id_,
+              connections_.size(), to.endpoint.to_string().c_str());
+    return false;
+  }
+  int listener = pick_tcp_listener(via_listener, to.endpoint);
+  // When the caller named a listener with a specific address (multi-homed hosts), connect
+  // from it, so the far end sees the address we put in Via / Record-Route. Otherwise the
+  // kernel picks the source by route.
+  const core::Endpoint* local = nullptr;
+  core::Endpoint local_ep;
+  if (listener >= 0 && listener == via_listener) {
+    local_ep = group_.listeners[static_cast<size_t>(listener)].bind;
+    local_ep.set_port(0);
+    if (!is_wildcard(local_ep)) local = &local_ep;
+  }
+  int err = 0;
+  Connection* c = Connection::connect(*this, to.endpoint, next_connection_id(), listener, local, err);
+  if (!c) {
+    bump(c_.connect_failures);
+    SB_LOG_RL(Info, {}, "tcp connect to %s: %s", to.endpoint.to_string().c_str(), uv_strerror(err));
+    return false;
+  }
+  bump(c_.connections_opened);
+  add_connection(c);
+  return c->send(bytes, cookie, origin);
+}
+
+// ---- connections ----
+
+uint32_t UvWorker::next_connection_id() {
+  // 0 means "no connection"; skip ids still in use after a wrap.
+  do {
+    ++last_connection_id_;
+  } while (last_connection_id_ == 0 || connections_.count(last_connection_id_) != 0);
+  return last_connection_id_;
+}
+
+void UvWorker::add_connection(Connection* c) {
+  connections_[c->id()] = c;
+  by_endpoint_[StreamKey{core::Protocol::Tcp, c->remote()}] = c->id();
+  bump(c_.connections_open);
+}
+
+void UvWorker::on_incoming(TcpServer& s) {
+  Connection* c = Connection::accept(*this, s.stream(), next_connection_id(), s.listener());
+  if (!c) return;
+  add_connection(c);
+  if (connections_.size() > limits().max_connections) {
+    bump(c_.connections_refused);
+    SB_LOG_RL(Warn, {}, "worker %u: connection limit %u reached, closing %s", id_,
+              limits().max_connections, c->remote().to_string().c_str());
+    c->close(false);
+    return;
+  }
+  bump(c_.connections_accepted);
+}
+
+void UvWorker::unregister(Connection& c) {
+  if (connections_.erase(c.id()) == 0) return;
+  auto it = by_endpoint_.find(StreamKey{core::Protocol::Tcp, c.remote()});
+  if (it != by_endpoint_.end() && it->second == c.id()) by_endpoint_.erase(it);
+  drop(c_.connections_open);
+}
+
+// ---- reporting back to the handler ----
+
+void UvWorker::report_send_error(uint32_t origin, uint64_t cookie, const core::Peer& to) {
+  bump(c_.send_errors);
+  if (stopping_) return;
+  if (origin == id_) {
+    notify_send_error(cookie, to);
+    return;
+  }
+  // The cookie means something only to the worker that sent.
+  post_to(origin, [cookie, to](Worker& w) {
+    static_cast<UvWorker&>(w).notify_send_error(cookie, to);
+  });
+}
+
+void UvWorker::notify_send_error(uint64_t cookie, const core::Peer& to) {
+  if (!stopping_ && handler_) handler_->on_send_error(*this, cookie, to);
+}
+
+void UvWorker::notify_connection_closed(const core::Peer& peer) {
+  if (!stopping_ && handler_) handler_->on_connection_closed(*this, peer);
+}
+
+// ---- stats ----
+
+WorkerStats UvWorker::stats() const {
+  auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  WorkerStats s;
+  s.datagrams_in = v(c_.datagrams_in);
+  s.frames_in = v(c_.frames_in);
+  s.bytes_in = v(c_.bytes_in);
+  s.bytes_out = v(c_.bytes_out);
+  s.messages_out = v(c_.messages_out);
+  s.delivered = v(c_.delivered);
+  s.handoff_out = v(c_.handoff_out);
+  s.handoff_in = v(c_.handoff_in);
+  s.handoff_dropped = v(c_.handoff_dropped);
+  s.queue_full = v(c_.queue_full);
+  s.parse_failures = v(c_.parse_failures);
+  s.frame_errors = v(c_.frame_errors);
+  s.keepalives = v(c_.keepalives);
+  s.send_errors = v(c_.send_errors);
+  s.dropped_no_handler = v(c_.dropped_no_handler);
+  s.connections_open = v(c_.connections_open);
+  s.connections_accepted = v(c_.connections_accepted);
+  s.connections_opened = v(c_.connections_opened);
+  s.connections_refused = v(c_.connections_refused);
+  s.connect_failures = v(c_.connect_failures);
+  s.idle_closed = v(c_.idle_closed);
+  return s;
+}
+
+}  // namespace sb::transport::detail
