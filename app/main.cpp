@@ -7,6 +7,7 @@
 
 #include "app/runtime.h"
 #include "core/config.h"
+#include "scripts/engine/lua_policy.h"
 
 namespace {
 
@@ -29,8 +30,16 @@ int cmd_check(const std::string& path) {
     std::fprintf(stderr, "%s: %zu error(s)\n", name.c_str(), cfg.errors.size());
     return 1;
   }
-  std::printf("%s: ok (%zu listener(s), %u worker(s))\n", name.c_str(), cfg.config->listen.size(),
-              cfg.config->worker_count());
+  // The same compile the running proxy does: syntax, top level, entry points.
+  sb::scripts::ScriptLimits limits;
+  limits.max_instructions = cfg.config->script.max_instructions;
+  auto script = sb::scripts::compile(cfg.config->script.path, limits);
+  if (!script.ok()) {
+    std::fprintf(stderr, "%s: script: %s\n", name.c_str(), script.error().c_str());
+    return 1;
+  }
+  std::printf("%s: ok (%zu listener(s), %u worker(s), script %s)\n", name.c_str(),
+              cfg.config->listen.size(), cfg.config->worker_count(), cfg.config->script.path.c_str());
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include "location/location_service.h"
 #include "location/store.h"
 #include "proxy/builtin_policy.h"
+#include "scripts/engine/lua_policy.h"
 #include "proxy/local_identity.h"
 #include "proxy/policy_services.h"
 #include "proxy/registrar.h"
@@ -100,14 +101,43 @@ int run(std::shared_ptr<const core::Config> cfg) {
   limits.tcp_idle_timeout_s = cfg->limits.tcp_idle_timeout_s;
   limits.max_connections = cfg->limits.max_connections;
 
+  // The routing script: compiled here first so a broken one stops the start with its
+  // file:line; then each worker compiles its own state (a lua_State belongs to one thread).
+  scripts::ScriptLimits script_limits;
+  script_limits.max_instructions = cfg->script.max_instructions;
+  auto first = scripts::compile(cfg->script.path, script_limits);
+  if (!first.ok()) {
+    SB_ERROR("script: %s", first.error().c_str());
+    location.stop();
+    return 1;
+  }
+  uint64_t generation = first.value()->number();
+  SB_INFO("script %s compiled (generation %llu)", cfg->script.path.c_str(),
+          static_cast<unsigned long long>(generation));
+
   uint32_t n = cfg->worker_count();
   std::vector<std::unique_ptr<SipWorker>> workers(n);
   transport::WorkerGroup group;
+  std::vector<std::string> worker_errors(n);
   auto st = group.start(specs, n, limits, [&](transport::Worker& w) {
-    auto policy = std::make_unique<proxy::BuiltinPolicy>(services);
+    scripts::CompileOptions opts;
+    opts.number = generation;
+    auto gen = scripts::compile(cfg->script.path, script_limits, opts);
+    std::unique_ptr<proxy::RoutingPolicy> policy;
+    if (gen.ok()) {
+      policy = std::make_unique<scripts::LuaPolicy>(gen.value(), services);
+    } else {
+      // Cannot happen unless the file changed since the check above: keep serving with the
+      // built-in policy (same behaviour as the shipped script) and say so.
+      worker_errors[w.id()] = gen.error();
+      policy = std::make_unique<proxy::BuiltinPolicy>(services);
+    }
     workers[w.id()] = std::make_unique<SipWorker>(w, identity, std::move(policy), ws);
     w.set_handler(workers[w.id()].get());
   });
+  for (uint32_t i = 0; i < n; ++i)
+    if (!worker_errors[i].empty())
+      SB_ERROR("worker %u: script: %s (using the built-in policy)", i, worker_errors[i].c_str());
   if (!st) {
     SB_ERROR("cannot start: %s", core::describe(st.error()).c_str());
     location.stop();

@@ -77,6 +77,12 @@ class PolicyRequest {
   virtual RequestEdits& edits() = 0;
   // A request inside a dialog: the To header has a tag (§12.2).
   bool in_dialog() const { return !message().to().tag().empty(); }
+  // The request carried a Route naming this proxy (it follows a route set we
+  // Record-Routed). Lets a policy refuse "in-dialog" requests that never passed through us.
+  virtual bool routed_by_us() const { return false; }
+  // The policy's own per-request state (e.g. the script generation the request pins); it
+  // lives exactly as long as the request.
+  std::shared_ptr<void> policy_state;
 };
 
 // The best final response when every branch failed (§16.7 step 6), for on_failure.

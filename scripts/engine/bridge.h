@@ -1,0 +1,181 @@
+// Private to scripts/engine: the state behind a generation and a request, shared by the
+// policy (lua_policy.cpp) and the API functions (request_api.cpp, module_api.cpp).
+//
+// Lua errors and C++: Debian's liblua5.4 is C, so lua_error is a longjmp that would skip the
+// destructors of C++ objects in the frames it crosses. Rules kept in every C function here:
+//  - the state's allocator aborts instead of failing, so pushing or creating a value never
+//    raises a memory error;
+//  - a function first checks its arguments (luaL_check*, which may raise), then does its C++
+//    work in an inner scope using only API calls that cannot raise (push*, to*, raw table
+//    access, lua_next, lua_getinfo), and raises or returns (true | nil, err) only after that
+//    scope has closed. Faults found inside the scope are carried out in a Fault (a plain
+//    char buffer, no destructor).
+// Host code (LuaPolicy) calls into Lua only through lua_pcall / lua_resume.
+#pragma once
+#include <lua.hpp>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/uri.h"
+#include "proxy/routing_policy.h"
+#include "scripts/engine/lua_policy.h"
+
+namespace sb::scripts::detail {
+
+enum class RunKind : uint8_t { Request, Failure, Resume };
+
+inline constexpr const char* kRequestMeta = "request";
+inline constexpr const char* kUriMeta = "uri";
+
+// Instructions a request (or the top level) has executed, counted by the count hook.
+struct Budget {
+  uint64_t used = 0;
+  bool exceeded = false;
+};
+
+struct GenerationState {
+  lua_State* L = nullptr;
+  std::string path;
+  uint64_t number = 0;
+  ScriptLimits limits;
+  int hook_step = 0;  // instructions between two hook calls; 0 = no limit, no hook
+  int on_request_ref = LUA_NOREF;
+  int on_failure_ref = LUA_NOREF;
+  proxy::PolicyServices* services = nullptr;  // set by the policy that runs the generation
+  RequestContext* running = nullptr;          // the request whose coroutine runs now
+  Budget* budget = nullptr;                   // what the count hook charges
+  Budget load_budget;                         // the top level's
+  std::vector<std::pair<int, lua_State*>> idle_threads;  // finished coroutines kept for reuse
+  size_t bytes = 0;                           // allocated by the state
+  uint64_t next_target_id = 1;
+};
+
+// The Lua side of a request handle: dies (ctx = nullptr) when the decision is delivered.
+struct RequestHandle {
+  RequestContext* ctx;
+};
+
+// One on_request or on_failure run, from start until its decision is delivered.
+struct RequestContext {
+  uint64_t id = 0;
+  std::shared_ptr<ScriptGeneration> gen;  // the generation this run is pinned to
+  GenerationState* g = nullptr;
+  proxy::PolicyRequest* req = nullptr;
+  proxy::DecisionFn done;
+  bool failure = false;  // on_failure rather than on_request
+  lua_State* thread = nullptr;
+  int thread_ref = LUA_NOREF;
+  RequestHandle* handle = nullptr;
+  int handle_ref = LUA_NOREF;
+  Budget budget;
+  bool waiting = false;  // suspended in an async call (begin_wait)
+
+  bool decided = false;
+  proxy::Decision decision;
+  bool record_route = false;
+  // location.lookup results, so relay() can rebuild a Target exactly (its destination
+  // connection included) from the id the contact table carries.
+  std::vector<std::pair<uint64_t, proxy::Target>> targets;
+
+  // Outcome of the run, filled by the host.
+  int status = LUA_OK;
+  std::string error;      // the error message ("FILE:LINE: message")
+  std::string traceback;  // luaL_traceback of the coroutine
+  std::string origin;     // "FILE:LINE" of the innermost Lua frame at the error
+  std::string returned;   // err of a `return nil, err` (for the no-decision log line)
+};
+
+inline GenerationState* gen_of(lua_State* L) {
+  return *static_cast<GenerationState**>(lua_getextraspace(L));
+}
+
+// A fault found inside a C++ scope, raised or returned once the scope has closed.
+struct Fault {
+  char text[384] = {0};
+  bool raise = false;  // a script bug (wrong argument shape): Lua error; else nil, err
+  bool set() const { return text[0] != 0; }
+  void fail(bool raise_it, const char* fmt, ...) __attribute__((format(printf, 3, 4))) {
+    if (set()) return;  // keep the first fault
+    raise = raise_it;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+  }
+};
+
+// After the C++ scope: raise, push nil + message, or push true.
+int conclude(lua_State* L, const Fault& f);
+
+// "FILE:LINE" of the innermost Lua function on L's stack at or above `level`.
+void where(lua_State* L, int level, char* buf, size_t n);
+
+// Push a uri userdata holding a copy of `text`; false (nothing pushed, *err set) when it
+// does not parse.
+bool push_uri(lua_State* L, std::string_view text, const char** err);
+// The text of a uri userdata, a URI string, or a table's `uri` field; empty when none.
+std::string_view uri_arg(lua_State* L, int idx);
+
+void push_request(lua_State* L, RequestContext* ctx);
+void push_failure(lua_State* L, const proxy::FailureInfo& best);
+// Push location.lookup results as contact tables (registering them with ctx when not null).
+void push_contacts(lua_State* L, GenerationState* g, RequestContext* ctx,
+                   std::vector<proxy::Target>&& targets);
+
+// Record a decision made at the caller's position.
+void decide(lua_State* L, RequestContext* ctx, proxy::Decision&& d);
+RequestContext* check_request(lua_State* L, int idx);
+
+// Build every global and metatable from the export table (and the natives).
+void install_api(lua_State* L, const std::vector<NativeFunction>& natives);
+
+// The export table's C functions.
+int req_method(lua_State* L);
+int req_uri(lua_State* L);
+int req_from(lua_State* L);
+int req_to(lua_State* L);
+int req_call_id(lua_State* L);
+int req_cseq(lua_State* L);
+int req_source(lua_State* L);
+int req_body(lua_State* L);
+int req_header(lua_State* L);
+int req_headers(lua_State* L);
+int req_set_header(lua_State* L);
+int req_add_header(lua_State* L);
+int req_remove_header(lua_State* L);
+int req_set_uri(lua_State* L);
+int req_in_dialog(lua_State* L);
+int req_record_route(lua_State* L);
+int req_reply(lua_State* L);
+int req_relay(lua_State* L);
+int req_redirect(lua_State* L);
+int req_newindex(lua_State* L);
+int req_tostring(lua_State* L);
+
+int uri_scheme(lua_State* L);
+int uri_user(lua_State* L);
+int uri_host(lua_State* L);
+int uri_port(lua_State* L);
+int uri_params(lua_State* L);
+int uri_aor(lua_State* L);
+int uri_tostring(lua_State* L);
+int uri_eq(lua_State* L);
+int uri_concat(lua_State* L);
+
+int location_lookup(lua_State* L);
+int registrar_save(lua_State* L);
+int log_debug(lua_State* L);
+int log_info(lua_State* L);
+int log_warn(lua_State* L);
+int log_error(lua_State* L);
+int config_domains(lua_State* L);
+int config_is_local(lua_State* L);
+
+}  // namespace sb::scripts::detail

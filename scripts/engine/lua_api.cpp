@@ -1,0 +1,387 @@
+// The export table (STYLE.md 7): every name a script can use, with its documentation. The
+// engine installs exactly these rows (install_api) and lua_api_markdown() turns the same rows
+// into docs/lua-api.md.
+#include "scripts/engine/lua_api.h"
+
+#include <cstring>
+#include <string>
+
+#include "scripts/engine/bridge.h"
+
+namespace sb::scripts {
+
+namespace {
+
+using detail::kRequestMeta;
+using detail::kUriMeta;
+constexpr ApiKind F = ApiKind::Function;
+constexpr ApiKind V = ApiKind::Field;
+constexpr ApiKind M = ApiKind::Method;
+
+const ApiObject kObjects[] = {
+    {kRequestMeta, false, "`req`: the request",
+     "The request being decided, passed to `on_request(req)` and `on_failure(req, best)`. It is "
+     "a handle, valid while that run lasts: a handle kept in a global and used for a later "
+     "request raises `request is no longer valid`. Fields are read-only except `req.uri`; "
+     "reading a field that does not exist raises an error, so a typo does not pass for `nil`."},
+    {kUriMeta, false, "`uri`: URI values",
+     "A parsed, immutable URI (`req.uri`, `req.from.uri`, ...). `tostring(u)` and `..` give its "
+     "text; `u1 == u2` compares two URIs by the rules of RFC 3261 §19.1.4. A `uri` is accepted "
+     "wherever a URI string is."},
+    {"location", true, "`location`: registered contacts",
+     "The location service filled by REGISTER (RFC 3261 §10)."},
+    {"registrar", true, "`registrar`: REGISTER processing", "The registrar (RFC 3261 §10.3)."},
+    {"log", true, "`log`: the proxy's log",
+     "Lines in the proxy's log, tagged with the script's file:line and the request's Call-ID. "
+     "The arguments are converted with `tostring` and concatenated (like `io.write`)."},
+    {"config", true, "`config`: the running configuration",
+     "A read-only view of the configuration the proxy runs with."},
+};
+
+const ApiEntry kApi[] = {
+    // ---- the request ----
+    {kRequestMeta, "method", V, "req.method -> string",
+     "The method as received, e.g. `\"INVITE\"`; extension methods as written.",
+     "if req.method == \"OPTIONS\" then return req:reply(200) end", detail::req_method},
+    {kRequestMeta, "uri", V, "req.uri -> uri",
+     "The Request-URI as a [`uri`](#uri), the one the request will be relayed with (it reflects "
+     "an assignment). **Assignable:** `req.uri = \"sip:bob@192.0.2.7\"` (a string or a `uri`) "
+     "sets a new Request-URI. It must parse and be a `sip:` or `sips:` URI, otherwise the "
+     "assignment raises an error; `req:set_uri()` returns `nil, err` instead.",
+     "if req.uri.user == \"echo\" then req.uri = \"sip:echo@192.0.2.20\" end", detail::req_uri},
+    {kRequestMeta, "from", V, "req.from -> {uri, tag, display}",
+     "The From header: `uri` (a `uri`), `tag` and `display` (without quotes; `nil` when "
+     "absent). A copy: changing it changes nothing.",
+     "log.info(\"call from \" .. req.from.uri.user)", detail::req_from},
+    {kRequestMeta, "to", V, "req.to -> {uri, tag, display}",
+     "The To header, like `req.from`. Inside a dialog it has a `tag`.",
+     "local callee = req.to.uri.aor", detail::req_to},
+    {kRequestMeta, "call_id", V, "req.call_id -> string", "The Call-ID.",
+     "log.debug(\"Call-ID \" .. req.call_id)", detail::req_call_id},
+    {kRequestMeta, "cseq", V, "req.cseq -> {number, method}",
+     "The CSeq header: `number` (an integer) and `method`.",
+     "if req.cseq.number > 1000 then log.warn(\"long dialog\") end", detail::req_cseq},
+    {kRequestMeta, "source", V, "req.source -> {ip, port, transport}",
+     "Where the request came from: the previous hop's `ip` (IPv6 without brackets), `port` and "
+     "`transport` (`\"UDP\"`, `\"TCP\"`, `\"TLS\"`, `\"WS\"` or `\"WSS\"`).",
+     "if req.source.transport ~= \"TLS\" then return req:reply(403, \"TLS Required\") end",
+     detail::req_source},
+    {kRequestMeta, "body", V, "req.body -> string", "The message body; `\"\"` when there is none.",
+     "if req.body:find(\"m=video\", 1, true) then log.info(\"video call\") end", detail::req_body},
+    {kRequestMeta, "header", M, "req:header(name) -> string | nil",
+     "The first value of header `name` (full or compact form, any case), or `nil`. For a list "
+     "header (Via, Route, Contact, Supported, ...) the first element of the list. Reflects the "
+     "script's own `set_header` / `add_header` / `remove_header`.",
+     "local ua = req:header(\"User-Agent\") or \"unknown\"", detail::req_header},
+    {kRequestMeta, "headers", M, "req:headers(name) -> {string, ...}",
+     "Every value of header `name` in order, list headers split into their elements; `{}` when "
+     "there is none.",
+     "for _, r in ipairs(req:headers(\"Route\")) do log.debug(\"route \" .. r) end",
+     detail::req_headers},
+    {kRequestMeta, "set_header", M, "req:set_header(name, value) -> true | nil, err",
+     "When the request is relayed, replace every `name` header with one `name: value` line (or "
+     "add it). Via, From, To, Call-ID, CSeq, Content-Length, Max-Forwards and Record-Route "
+     "belong to the proxy: naming one raises an error. A value with a line break returns "
+     "`nil, err`.",
+     "req:set_header(\"X-Route-Reason\", \"prefix 49\")", detail::req_set_header},
+    {kRequestMeta, "add_header", M, "req:add_header(name, value) -> true | nil, err",
+     "When the request is relayed, add a `name: value` line after the existing ones. Same rules "
+     "as `set_header`.",
+     "req:add_header(\"Route\", \"<sip:sbc.example.com;lr>\")", detail::req_add_header},
+    {kRequestMeta, "remove_header", M, "req:remove_header(name) -> true",
+     "When the request is relayed, remove every `name` header (and forget this script's "
+     "`set_header` / `add_header` for it). Same rules for names as `set_header`.",
+     "req:remove_header(\"P-Asserted-Identity\")", detail::req_remove_header},
+    {kRequestMeta, "set_uri", M, "req:set_uri(uri) -> true | nil, err",
+     "Set the Request-URI like assigning `req.uri`, but return `nil, err` for a URI that does "
+     "not parse or is not `sip:` / `sips:`.",
+     "local ok, err = req:set_uri(\"sip:\" .. number .. \"@gw.example.net\")\n"
+     "if not ok then return req:reply(484, \"Address Incomplete\") end",
+     detail::req_set_uri},
+    {kRequestMeta, "in_dialog", M, "req:in_dialog() -> boolean",
+     "True when the To header has a tag (RFC 3261 §12.2): the request belongs to a dialog and "
+     "should follow its Route set with `req:relay()`.",
+     "if req:in_dialog() then return req:relay() end", detail::req_in_dialog},
+    {kRequestMeta, "record_route", M, "req:record_route() -> true",
+     "Insert a Record-Route when the request is relayed (RFC 3261 §16.6 step 4), so the "
+     "dialog's later requests pass through this proxy. Applies to the relay decision whether it "
+     "was made before or after the call, and to a relay that `on_failure` makes for the same "
+     "request.",
+     "if req.method == \"INVITE\" then req:record_route() end", detail::req_record_route},
+    {kRequestMeta, "reply", M, "req:reply(code, reason?, headers?, body?) -> true | nil, err",
+     "Decide to answer with a final response: `code` is 200-699 (anything else raises), "
+     "`reason` defaults to the standard phrase. `headers` is a table of `Name = \"value\"` or "
+     "`Name = {\"value\", ...}` entries and/or `\"Name: value\"` lines; Via, From, To, Call-ID, "
+     "CSeq and Content-Length come from the request (naming one raises). A value or reason with "
+     "a line break returns `nil, err`. `body` is sent as the response body (give its "
+     "Content-Type in `headers`).",
+     "return req:reply(480, \"Temporarily Unavailable\", {[\"Retry-After\"] = 60})",
+     detail::req_reply},
+    {kRequestMeta, "relay", M, "req:relay(targets?, opts?) -> true | nil, err",
+     "Decide to forward the request (RFC 3261 §16.6). `targets` is:\n\n"
+     "- `nil`: relay as it stands, to the Request-URI or the Route set (in-dialog requests);\n"
+     "- a URI string or a `uri`;\n"
+     "- a contact table `{uri = ..., q = 0..1, path = {...}, source = {transport, ip, port}}`, "
+     "as `location.lookup` returns them (a contact from `location.lookup` is relayed to the "
+     "exact flow its binding came from; in a table you build, `source` fixes the next hop);\n"
+     "- a list of any of these: one branch each.\n\n"
+     "`opts` is `{mode = \"parallel\" | \"serial\", timeout = ms, failover_codes = {503, 408, "
+     "...}}`: `parallel` (the default) tries every target at once; `serial` tries one q-group "
+     "after another, highest q first (equal q in parallel); `timeout` bounds each branch "
+     "(default: the configured one); `failover_codes` lists the responses that move a branch to "
+     "the target's next server (default: the configured ones). A target URI that does not "
+     "parse, or an empty list, returns `nil, err`; a wrong option raises.",
+     "return req:relay({\"sip:a@192.0.2.1\", {uri = \"sip:b@192.0.2.2\", q = 0.5}},\n"
+     "                 {mode = \"serial\", timeout = 20000, failover_codes = {503, 408}})",
+     detail::req_relay},
+    {kRequestMeta, "redirect", M, "req:redirect(contacts, code?) -> true | nil, err",
+     "Decide to answer with a 3xx (`code`, default 302) listing `contacts` in Contact headers. "
+     "`contacts` takes the same forms as relay targets; a contact table's `q` is kept.",
+     "return req:redirect(\"sip:alice@backup.example.com\")", detail::req_redirect},
+
+    // ---- uri values ----
+    {kUriMeta, "scheme", V, "uri.scheme -> string",
+     "The scheme in lower case: `\"sip\"`, `\"sips\"`, `\"tel\"`, ...",
+     "if req.uri.scheme == \"sips\" then req:record_route() end", detail::uri_scheme},
+    {kUriMeta, "user", V, "uri.user -> string | nil",
+     "The user part as written (still %-escaped); for a `tel:` URI the number. `nil` when there "
+     "is none.",
+     "local number = req.uri.user or \"\"", detail::uri_user},
+    {kUriMeta, "host", V, "uri.host -> string | nil",
+     "The host (a name, an IPv4 address, or an IPv6 address without brackets); `nil` when there "
+     "is none.",
+     "if not config.is_local(req.uri.host) then return req:reply(403) end", detail::uri_host},
+    {kUriMeta, "port", V, "uri.port -> integer | nil", "The port, `nil` when not written.",
+     "local port = req.uri.port or 5060", detail::uri_port},
+    {kUriMeta, "params", V, "uri.params -> {name = value}",
+     "The URI parameters by lower-case name; a parameter without a value (such as `lr`) is "
+     "`true`.",
+     "if req.uri.params.transport == \"tcp\" then req:record_route() end", detail::uri_params},
+    {kUriMeta, "aor", V, "uri.aor -> string | nil",
+     "The address-of-record (RFC 3261 §10.3 step 5): `\"sip:user@host\"` with the scheme and "
+     "host in lower case, the user unescaped, no port or parameters. `nil` for a non-SIP URI.",
+     "if req.from.uri.aor == req.to.uri.aor then log.info(\"calling self\") end", detail::uri_aor},
+
+    // ---- modules ----
+    {"location", "lookup", F, "location.lookup(uri) -> {contact, ...} | nil, err",
+     "The contacts registered for the address-of-record of `uri` (a string or a `uri`), best "
+     "first; `{}` when none. Each contact is a table `{uri = string, q = number (0..1), "
+     "path = {string, ...}, source = {transport, ip, port}}` (`source`: where the binding came "
+     "from, when the proxy must reach the UA through it) and can be passed to `req:relay()` or "
+     "`req:redirect()` as it is (its `_target` field lets the proxy reuse the binding's exact "
+     "target: keep it when copying a contact). `nil, err` when `uri` is not a SIP URI.",
+     "local contacts = location.lookup(req.uri)\n"
+     "if #contacts == 0 then return req:reply(404) end\n"
+     "return req:relay(contacts)",
+     detail::location_lookup},
+    {"registrar", "save", F, "registrar.save(req) -> true | nil, err",
+     "Process a REGISTER as registrar (RFC 3261 §10.3: bindings, expiry, Path, outbound) and "
+     "decide the response it builds (200 with the bindings, or 400/423/...). `nil, err` when "
+     "`req` is not a REGISTER.",
+     "if req.method == \"REGISTER\" then return registrar.save(req) end", detail::registrar_save},
+    {"log", "debug", F, "log.debug(...)", "Log at debug level.",
+     "log.debug(\"lookup of \", req.uri, \" found \", #contacts)", detail::log_debug},
+    {"log", "info", F, "log.info(...)", "Log at info level.",
+     "log.info(\"routing \" .. req.method .. \" to the trunk\")", detail::log_info},
+    {"log", "warn", F, "log.warn(...)", "Log at warning level.",
+     "log.warn(\"blocked source \", req.source.ip)", detail::log_warn},
+    {"log", "error", F, "log.error(...)", "Log at error level.",
+     "log.error(\"no gateway for \", req.uri)", detail::log_error},
+    {"config", "domains", V, "config.domains -> {string, ...}",
+     "The domains this proxy is responsible for (config `domains`), lower case.",
+     "for _, d in ipairs(config.domains) do log.debug(\"serving \" .. d) end",
+     detail::config_domains},
+    {"config", "is_local", F, "config.is_local(host) -> boolean",
+     "Whether `host` is one of our domains (case-insensitive; IPv6 with or without brackets); "
+     "`false` for `nil`, so `config.is_local(uri.host)` works for a URI without a host.",
+     "if not config.is_local(req.uri.host) then return req:reply(403) end",
+     detail::config_is_local},
+};
+
+// __index of API objects and modules. Upvalues: methods/functions, field getters, the name.
+// A getter runs in this frame, so its errors point at the script line that read the field.
+int dispatch_index(lua_State* L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TFUNCTION) {
+    lua_CFunction getter = lua_tocfunction(L, -1);
+    lua_settop(L, 1);
+    return getter(L);
+  }
+  const char* name = lua_tostring(L, lua_upvalueindex(3));
+  if (lua_type(L, 2) == LUA_TSTRING)
+    return luaL_error(L, "%s has no field '%s'", name, lua_tostring(L, 2));
+  return luaL_error(L, "%s has no field of type %s", name, luaL_typename(L, 2));
+}
+
+void append_md_section(std::string& out, const ApiObject& o) {
+  out.append("\n<a id=\"").append(o.name).append("\"></a>\n\n## ").append(o.title).append("\n\n");
+  out.append(o.description).append("\n");
+  for (const ApiEntry& e : kApi) {
+    if (std::strcmp(e.object, o.name) != 0) continue;
+    const char* kind = e.kind == ApiKind::Field ? "field" : e.kind == ApiKind::Method ? "method"
+                                                                                      : "function";
+    out.append("\n### `").append(e.signature).append("`\n\n");
+    out.append("*").append(kind).append("* — ").append(e.description).append("\n\n");
+    out.append("```lua\n").append(e.example).append("\n```\n");
+  }
+}
+
+const char* const kIntro = R"md(# Switchboard Lua API
+
+<!-- Generated by sb::scripts::lua_api_markdown() from the export table in
+scripts/engine/lua_api.cpp; a unit test checks that this file matches it. Do not edit by
+hand: change the table, then run `SB_UPDATE_DOCS=1 test_scripts -tc="docs*"`. -->
+
+The operator's routing policy is a Lua 5.4 script (config `script.path`). The proxy core
+handles the SIP mechanics (transactions, retransmissions, CANCEL, Via, Max-Forwards, loop
+detection, Route preprocessing); the script decides, for each new request, where it goes.
+`scripts/default.lua` is the shipped policy and `scripts/examples/` has more.
+
+## The contract
+
+```lua
+function on_request(req)        -- required: called once for every new request
+  ...                           -- (never for a retransmission, an ACK to a non-2xx or a CANCEL
+end                             --  the proxy matched)
+
+function on_failure(req, best)  -- optional: every branch of a relayed request failed
+  ...
+end
+```
+
+**Top level.** The file's top level runs once when the script is loaded: define functions
+and tables there (a routing table, a block list). Each worker thread has its own Lua state,
+so globals are per worker: a global that one request writes is not seen by requests on other
+workers. `require` finds modules next to the script (`<script dir>/?.lua`).
+
+**Decisions.** `on_request` decides by calling one routing verb: `req:reply()`,
+`req:relay()`, `req:redirect()` or `registrar.save(req)`. A verb *records* the decision on
+the request and returns `true`; it does not end the script, so the usual form is
+`return req:relay(...)`. A later verb replaces an earlier decision. Edits (`req.uri = ...`,
+`req:set_header()`, `req:record_route()`) apply when the request is relayed.
+
+**No decision.** When `on_request` returns without a decision the proxy answers
+`500 No Routing Decision` and logs a line naming the script and the method (with `err` when
+the script returned `nil, err`, as a failed verb does).
+
+**`on_failure(req, best)`** runs when every branch failed (after failover to further
+servers of each target). `best` is the response the proxy would send (RFC 3261 §16.7):
+`{status = 486, reason = "Busy Here", attempted = {"sip:bob@192.0.2.7", ...}}`. It may
+`req:relay()` to new targets (e.g. voicemail), `req:reply()` or `req:redirect()`; returning
+without a decision sends `best`. It runs in the same script generation as the request's
+`on_request`, even when the script was reloaded in between.
+
+**Coroutines.** Each run of `on_request` or `on_failure` is a coroutine of its own. An API
+function that has to wait for the network suspends it and the proxy resumes it when the
+answer arrives, without blocking the worker; the script just calls the function. Calling
+`coroutine.yield()` in the request's own coroutine is an error; coroutines the script
+creates itself work as usual. Blocking library calls (`io.read`, `os.execute`) block the
+whole worker: keep them at the top level.
+
+**Limits.** One run may execute at most `script.max_instructions` Lua VM instructions
+(counted in steps of up to 1000); beyond that it is stopped with the error
+`instruction limit exceeded`, which `pcall` cannot hold off. The top level has the same
+budget.
+
+**Errors.** A Lua error in `on_request` or `on_failure` (a bug, `error()`, the instruction
+limit) answers the request `500 Script Error`, logs the error with the script's file:line
+and a traceback, counts it, and the worker goes on with the next request. Misuse of the API
+(a wrong argument type, an unknown field, a header the proxy owns) raises an error. A fault
+in a value that may come from data (a URI that does not parse, a header value with a line
+break) makes the function return `nil, err` instead, so the script can handle it.
+
+**Handles.** `req` is valid while its run lasts; a handle kept and used later raises
+`request is no longer valid`.
+
+**Reload.** A reload compiles the new file in a fresh Lua state, runs its top level and
+checks that `on_request` is a function and `on_failure` a function or absent. Only when all
+of that succeeds is it used, for requests that start from then on; otherwise nothing changes
+and the error names the file and line. Requests in flight finish with the script they
+started with.
+
+## Contents
+)md";
+
+}  // namespace
+
+std::span<const ApiEntry> lua_api() { return kApi; }
+std::span<const ApiObject> lua_api_objects() { return kObjects; }
+
+std::string lua_api_markdown() {
+  std::string out = kIntro;
+  out.append("\n");
+  for (const ApiObject& o : kObjects)
+    out.append("- [").append(o.title).append("](#").append(o.name).append(")\n");
+  for (const ApiObject& o : kObjects) append_md_section(out, o);
+  return out;
+}
+
+namespace detail {
+
+void install_api(lua_State* L, const std::vector<NativeFunction>& natives) {
+  for (const ApiObject& o : kObjects) {
+    lua_newtable(L);  // functions / methods
+    lua_newtable(L);  // field getters
+    for (const ApiEntry& e : kApi) {
+      if (std::strcmp(e.object, o.name) != 0) continue;
+      lua_pushcfunction(L, e.fn);
+      lua_setfield(L, e.kind == ApiKind::Field ? -2 : -3, e.name);
+    }
+    int methods = lua_gettop(L) - 1, getters = lua_gettop(L);
+    if (o.module) {
+      lua_newtable(L);  // the module's metatable
+    } else {
+      luaL_newmetatable(L, o.name);
+    }
+    lua_pushvalue(L, methods);
+    lua_pushvalue(L, getters);
+    lua_pushstring(L, o.name);
+    lua_pushcclosure(L, dispatch_index, 3);
+    lua_setfield(L, -2, "__index");
+    lua_pushstring(L, o.name);
+    lua_setfield(L, -2, "__metatable");  // getmetatable() returns the name, not the table
+    if (std::strcmp(o.name, kRequestMeta) == 0) {
+      lua_pushcfunction(L, req_newindex);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushcfunction(L, req_tostring);
+      lua_setfield(L, -2, "__tostring");
+    } else if (std::strcmp(o.name, kUriMeta) == 0) {
+      lua_pushcfunction(L, uri_tostring);
+      lua_setfield(L, -2, "__tostring");
+      lua_pushcfunction(L, uri_eq);
+      lua_setfield(L, -2, "__eq");
+      lua_pushcfunction(L, uri_concat);
+      lua_setfield(L, -2, "__concat");
+    }
+    if (o.module) {
+      lua_setmetatable(L, methods);  // the functions table is the module
+      lua_settop(L, methods);
+      lua_setglobal(L, o.name);
+    } else {
+      lua_settop(L, methods - 1);
+    }
+  }
+  for (const NativeFunction& n : natives) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_pushstring(L, n.module);
+    if (lua_rawget(L, -2) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushstring(L, n.module);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, -4);
+    }
+    lua_pushcfunction(L, n.fn);
+    lua_pushstring(L, n.name);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+  }
+}
+
+}  // namespace detail
+
+}  // namespace sb::scripts

@@ -1,0 +1,168 @@
+// The modules scripts see as globals (location, registrar, log, config) and the async
+// plumbing (async.h). See bridge.h for the rules that keep Lua errors away from live C++
+// objects.
+#include <string>
+#include <vector>
+
+#include "core/address.h"
+#include "core/log.h"
+#include "core/message.h"
+#include "core/method.h"
+#include "scripts/engine/async.h"
+#include "scripts/engine/bridge.h"
+
+namespace sb::scripts {
+
+uint64_t begin_wait(lua_State* L, const char** err) {
+  detail::RequestContext* ctx = detail::gen_of(L)->running;
+  if (!ctx) {
+    *err = "cannot wait outside a request (at the script's top level)";
+    return 0;
+  }
+  if (ctx->thread != L) {
+    *err = "cannot wait inside a coroutine the script created";
+    return 0;
+  }
+  if (!lua_isyieldable(L)) {
+    *err = "cannot wait here (inside a metamethod or another C call)";
+    return 0;
+  }
+  ctx->waiting = true;
+  return ctx->id;
+}
+
+}  // namespace sb::scripts
+
+namespace sb::scripts::detail {
+
+namespace {
+
+void push_sv(lua_State* L, std::string_view s) { lua_pushlstring(L, s.data(), s.size()); }
+
+int log_at(lua_State* L, core::log::Level level) {
+  if (!core::log::enabled(level)) return 0;
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; ++i) {
+    luaL_tolstring(L, i, nullptr);  // may run __tostring: no C++ object is live here
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  char pos[512];
+  where(L, 1, pos, sizeof pos);
+  GenerationState* g = gen_of(L);
+  std::string_view call_id = g->running ? g->running->req->message().call_id() : std::string_view{};
+  size_t len;
+  const char* msg = lua_tolstring(L, -1, &len);
+  core::log::write(level, call_id, "script %s: %.*s", pos, static_cast<int>(len), msg);
+  return 0;
+}
+
+}  // namespace
+
+void push_contacts(lua_State* L, GenerationState* g, RequestContext* ctx,
+                   std::vector<proxy::Target>&& targets) {
+  lua_createtable(L, static_cast<int>(targets.size()), 0);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    proxy::Target& t = targets[i];
+    lua_createtable(L, 0, 5);
+    push_sv(L, t.uri);
+    lua_setfield(L, -2, "uri");
+    lua_pushnumber(L, t.q1000 / 1000.0);
+    lua_setfield(L, -2, "q");
+    lua_createtable(L, static_cast<int>(t.route.size()), 0);
+    for (size_t k = 0; k < t.route.size(); ++k) {
+      push_sv(L, t.route[k]);
+      lua_rawseti(L, -2, static_cast<lua_Integer>(k + 1));
+    }
+    lua_setfield(L, -2, "path");
+    if (t.destination) {
+      lua_createtable(L, 0, 3);
+      push_sv(L, core::protocol_name(t.destination->protocol));
+      lua_setfield(L, -2, "transport");
+      std::string ip = t.destination->endpoint.ip();  // nothing below can raise (bridge.h)
+      push_sv(L, ip);
+      lua_setfield(L, -2, "ip");
+      lua_pushinteger(L, t.destination->endpoint.port());
+      lua_setfield(L, -2, "port");
+      lua_setfield(L, -2, "source");
+    }
+    if (ctx) {
+      uint64_t id = g->next_target_id++;
+      lua_pushinteger(L, static_cast<lua_Integer>(id));
+      lua_setfield(L, -2, "_target");
+      ctx->targets.emplace_back(id, std::move(t));
+    }
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+}
+
+int location_lookup(lua_State* L) {
+  GenerationState* g = gen_of(L);
+  std::string_view text = uri_arg(L, 1);
+  if (text.empty()) return luaL_typeerror(L, 1, "URI string or uri");
+  Fault f;
+  {
+    auto r = core::parse_uri(text);
+    int len = static_cast<int>(std::min<size_t>(text.size(), 200));
+    if (!r) f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
+    else if (!r->is_sip()) f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    else if (!g->services) f.fail(false, "the location service is not available here");
+    else push_contacts(L, g, g->running, g->services->lookup(text));
+  }
+  if (!f.set()) return 1;
+  lua_pushnil(L);
+  lua_pushstring(L, f.text);
+  return 2;
+}
+
+int registrar_save(lua_State* L) {
+  RequestContext* ctx = check_request(L, 1);
+  Fault f;
+  {
+    const core::Message& m = ctx->req->message();
+    if (m.method() != core::Method::Register)
+      f.fail(false, "registrar.save needs a REGISTER, not %.*s",
+             static_cast<int>(std::min<size_t>(m.method_text().size(), 32)),
+             m.method_text().data());
+    else if (!ctx->g->services)
+      f.fail(false, "the registrar is not available here");
+    else
+      decide(L, ctx, ctx->g->services->registrar_save(*ctx->req));
+  }
+  return conclude(L, f);
+}
+
+int log_debug(lua_State* L) { return log_at(L, core::log::Level::Debug); }
+int log_info(lua_State* L) { return log_at(L, core::log::Level::Info); }
+int log_warn(lua_State* L) { return log_at(L, core::log::Level::Warn); }
+int log_error(lua_State* L) { return log_at(L, core::log::Level::Error); }
+
+int config_domains(lua_State* L) {
+  GenerationState* g = gen_of(L);
+  {
+    std::vector<std::string> domains;
+    if (g->services) domains = g->services->domains();
+    lua_createtable(L, static_cast<int>(domains.size()), 0);
+    for (size_t i = 0; i < domains.size(); ++i) {
+      push_sv(L, domains[i]);
+      lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+    }
+  }
+  return 1;
+}
+
+int config_is_local(lua_State* L) {
+  if (lua_isnoneornil(L, 1)) {  // uri.host of a URI without a host
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  size_t len;
+  const char* host = luaL_checklstring(L, 1, &len);
+  GenerationState* g = gen_of(L);
+  lua_pushboolean(L, g->services && g->services->is_local_domain(std::string_view(host, len)));
+  return 1;
+}
+
+}  // namespace sb::scripts::detail
