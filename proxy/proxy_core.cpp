@@ -283,15 +283,17 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
         t.uri = ctx->edits_.ruri ? *ctx->edits_.ruri : std::string(ctx->request.ruri_text());
         targets.push_back(std::move(t));
       }
-      // Serial forking (§16.6): highest q first, one group per q value; parallel: one group.
+      // Forking (§16.6): groups run one after another; a group's branches run in parallel.
       uint32_t base = 0;
       for (auto& b : ctx->branches) base = std::max(base, b->group + 1);
-      if (d.relay.mode == RelayOptions::Mode::Serial)
+      const auto mode = d.relay.mode;
+      if (mode != RelayOptions::Mode::Parallel)
         std::stable_sort(targets.begin(), targets.end(),
                          [](const Target& a, const Target& b) { return a.q1000 > b.q1000; });
       uint32_t group = base;
       for (size_t i = 0; i < targets.size(); ++i) {
-        if (d.relay.mode == RelayOptions::Mode::Serial && i > 0 && targets[i].q1000 != targets[i - 1].q1000)
+        if (i > 0 && (mode == RelayOptions::Mode::Serial ||
+                      (mode == RelayOptions::Mode::ByQ && targets[i].q1000 != targets[i - 1].q1000)))
           ++group;
         auto b = std::make_unique<Branch>();
         b->ctx = ctx;

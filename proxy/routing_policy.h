@@ -27,8 +27,11 @@ struct Target {
 };
 
 struct RelayOptions {
-  enum class Mode : uint8_t { Parallel, Serial };
-  Mode mode = Mode::Parallel;              // Serial: one q-group after another (§16.6)
+  // Parallel: every target at once. Serial: one target at a time, highest q first, in the
+  // given order for equal q (a trunk and its backups). ByQ: RFC 3261 §16.6 forking: one
+  // q-group after another, the targets of a group in parallel (registered contacts).
+  enum class Mode : uint8_t { Parallel, Serial, ByQ };
+  Mode mode = Mode::Parallel;
   int64_t timeout_ms = 0;                  // branch timeout (INVITE: Timer C); 0 = config value
   std::vector<int> failover_codes;         // responses that move a branch to the next server; empty = config default
   bool record_route = false;               // insert Record-Route (§16.6 step 4)

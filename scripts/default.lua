@@ -63,9 +63,9 @@ function on_request(req)
     return req:reply(404, "Not Found")
   end
 
-  -- Fork by q (RFC 3261 §16.6): serial mode tries one q-group after another, the contacts
-  -- that share a q in parallel.
-  return req:relay(contacts, {mode = "serial"})
+  -- Fork by q (RFC 3261 §16.6): one q-group after another, highest q first; the contacts
+  -- that share a q ring in parallel.
+  return req:relay(contacts, {mode = "q"})
 end
 
 -- Called when every branch of a relayed request failed. Without a decision the best

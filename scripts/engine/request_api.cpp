@@ -307,7 +307,8 @@ bool read_relay_options(lua_State* L, int idx, proxy::RelayOptions& o, Fault& f)
       std::string_view mode(v, vl);
       if (mode == "parallel") o.mode = proxy::RelayOptions::Mode::Parallel;
       else if (mode == "serial") o.mode = proxy::RelayOptions::Mode::Serial;
-      else f.fail(true, "bad relay mode: \"parallel\" or \"serial\" expected");
+      else if (mode == "q") o.mode = proxy::RelayOptions::Mode::ByQ;
+      else f.fail(true, "bad relay mode: \"parallel\", \"serial\" or \"q\" expected");
     } else if (key == "timeout") {
       int isnum = 0;
       lua_Integer ms = lua_tointegerx(L, -1, &isnum);

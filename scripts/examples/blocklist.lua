@@ -35,5 +35,5 @@ function on_request(req)
   if req.method == "INVITE" then req:record_route() end
   local contacts = location.lookup(req.uri)
   if #contacts == 0 then return req:reply(404, "Not Found") end
-  return req:relay(contacts, {mode = "serial"})
+  return req:relay(contacts, {mode = "q"})
 end

@@ -53,7 +53,7 @@ function on_request(req)
 
   if for_us(req.uri) then
     local contacts = location.lookup(req.uri)
-    if #contacts > 0 then return req:relay(contacts, {mode = "serial"}) end
+    if #contacts > 0 then return req:relay(contacts, {mode = "q"}) end
   end
 
   local number = normalise(req.uri.user)

@@ -45,7 +45,7 @@ function on_request(req)
 
   local contacts = location.lookup(req.uri)
   if #contacts == 0 then return req:reply(404, "Not Found") end
-  return req:relay(contacts, {mode = "serial"})
+  return req:relay(contacts, {mode = "q"})
 end
 
 local function tried(best, uri)

@@ -34,7 +34,7 @@ function on_request(req)
 
   if for_us(req.uri) then
     local contacts = location.lookup(req.uri)
-    if #contacts > 0 then return req:relay(contacts, {mode = "serial"}) end
+    if #contacts > 0 then return req:relay(contacts, {mode = "q"}) end
     if req.method ~= "INVITE" then return req:reply(404, "Not Found") end
     -- an INVITE to a number we do not host falls through to the trunk
   end

@@ -68,7 +68,7 @@ TEST_CASE("default.lua: unknown user 404, registered user relayed by q with Reco
   REQUIRE(d.targets.size() == 2);
   CHECK(d.targets[0].uri == "sip:bob@192.0.2.50:5060");
   CHECK(d.targets[1].q1000 == 500);
-  CHECK(d.relay.mode == RelayOptions::Mode::Serial);
+  CHECK(d.relay.mode == RelayOptions::Mode::ByQ);
   CHECK(d.relay.record_route);
 
   FakeRequest msg(sip_request("MESSAGE", "sip:bob@example.com"));
