@@ -6,10 +6,13 @@
 namespace sb::app {
 
 SipWorker::SipWorker(transport::Worker& worker, const proxy::LocalIdentity& identity,
-                     std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings)
-    : worker_(worker), policy_(std::move(policy)), settings_(std::move(settings)) {
+                     std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings,
+                     std::unique_ptr<proxy::Resolver> resolver)
+    : worker_(worker), policy_(std::move(policy)), resolver_(std::move(resolver)),
+      settings_(std::move(settings)) {
+  if (!resolver_) resolver_ = std::make_unique<proxy::NumericResolver>();
   settings_.proxy.worker_id = worker.id();
-  core_ = std::make_unique<proxy::ProxyCore>(*this, identity, resolver_, *policy_, settings_.proxy);
+  core_ = std::make_unique<proxy::ProxyCore>(*this, identity, *resolver_, *policy_, settings_.proxy);
   layer_ = std::make_unique<proxy::TransactionLayer>(*this, *core_, settings_.timers, settings_.layer);
   core_->attach(*layer_);
   uv_timer_init(worker.loop(), &timer_);

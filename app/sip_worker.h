@@ -31,8 +31,10 @@ struct SipWorkerCounters {
 
 class SipWorker final : public transport::MessageHandler, public proxy::TransactionEnv {
  public:
+  // `resolver` locates next hops (RFC 3263); null = IP literals only (proxy::NumericResolver).
   SipWorker(transport::Worker& worker, const proxy::LocalIdentity& identity,
-            std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings);
+            std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings,
+            std::unique_ptr<proxy::Resolver> resolver = nullptr);
   ~SipWorker() override;
 
   // transport::MessageHandler
@@ -56,7 +58,7 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   transport::Worker& worker_;
   core::SystemClock clock_;
   std::unique_ptr<proxy::RoutingPolicy> policy_;
-  proxy::NumericResolver resolver_;
+  std::unique_ptr<proxy::Resolver> resolver_;
   SipWorkerSettings settings_;
   std::unique_ptr<proxy::ProxyCore> core_;
   std::unique_ptr<proxy::TransactionLayer> layer_;
