@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "app/route_test.h"
 #include "app/runtime.h"
 #include "core/config.h"
 #include "scripts/engine/lua_policy.h"
@@ -15,6 +16,9 @@ void usage(FILE* out) {
   std::fprintf(out,
                "usage: switchboard [run] [-c FILE]      start the proxy (default: the embedded etc/switchboard.json)\n"
                "       switchboard check -c FILE        validate a configuration and exit (0 = valid)\n"
+               "       switchboard route-test [-c FILE] --message FILE [--binding AOR=CONTACT]...\n"
+               "                  [--source IP:PORT] [--transport udp|tcp]\n"
+               "                                        run the script on a message offline, print the decision\n"
                "       switchboard version              print the version\n");
 }
 
@@ -49,6 +53,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string command = "run";
   std::string config_path;
+  sb::app::RouteTestOptions rt;
   size_t i = 0;
   if (!args.empty() && args[0][0] != '-') {
     command = args[0];
@@ -57,6 +62,14 @@ int main(int argc, char** argv) {
   for (; i < args.size(); ++i) {
     if ((args[i] == "-c" || args[i] == "--config") && i + 1 < args.size()) {
       config_path = args[++i];
+    } else if (command == "route-test" && args[i] == "--message" && i + 1 < args.size()) {
+      rt.message_path = args[++i];
+    } else if (command == "route-test" && args[i] == "--binding" && i + 1 < args.size()) {
+      rt.bindings.push_back(args[++i]);
+    } else if (command == "route-test" && args[i] == "--source" && i + 1 < args.size()) {
+      rt.source = args[++i];
+    } else if (command == "route-test" && args[i] == "--transport" && i + 1 < args.size()) {
+      rt.transport = args[++i];
     } else if (args[i] == "-h" || args[i] == "--help") {
       usage(stdout);
       return 0;
@@ -71,6 +84,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "check") return cmd_check(config_path);
+  if (command == "route-test") {
+    if (rt.message_path.empty()) {
+      std::fprintf(stderr, "switchboard route-test: --message FILE is required\n");
+      usage(stderr);
+      return 2;
+    }
+    rt.config_path = config_path;
+    return sb::app::route_test(rt);
+  }
   if (command == "run") {
     auto cfg = load(config_path);
     if (!cfg.ok()) {
