@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
                      e.c_str());
       return 1;
     }
-    return sb::app::run(cfg.config);
+    return sb::app::run(config_path, cfg.config);
   }
   std::fprintf(stderr, "switchboard: unknown command '%s'\n", command.c_str());
   usage(stderr);

@@ -1,173 +1,395 @@
 #include "app/runtime.h"
 
 #include <sys/socket.h>
-#include <uv.h>
 
-#include <vector>
+#include <algorithm>
+#include <atomic>
 
-#include "app/sip_worker.h"
 #include "core/log.h"
-#include "location/location_service.h"
 #include "location/store.h"
-#include "proxy/builtin_policy.h"
 #include "scripts/engine/lua_policy.h"
-#include "proxy/local_identity.h"
-#include "proxy/policy_services.h"
-#include "proxy/registrar.h"
-#include "transport/worker.h"
 
 namespace sb::app {
 
 namespace {
 
-uv_loop_t* g_main_loop = nullptr;
+void apply_logging(const core::Config& cfg) {
+  core::log::Level level;
+  if (core::log::parse_level(cfg.logging.level, level)) core::log::set_level(level);
+  core::log::set_json(cfg.logging.json);
+}
 
-void on_signal(uv_signal_t* h, int signum) {
-  SB_INFO("signal %d: stopping", signum);
-  uv_stop(h->loop);
+scripts::ScriptLimits script_limits(const core::Config& cfg) {
+  scripts::ScriptLimits l;
+  l.max_instructions = cfg.script.max_instructions;
+  return l;
+}
+
+std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
+  std::vector<transport::ListenerSpec> specs;
+  for (const auto& l : cfg.listen) {
+    transport::ListenerSpec s;
+    s.protocol = *core::protocol_from_name(l.transport);
+    s.bind = *core::Endpoint::parse(l.address, l.port);
+    s.advertise_host = l.advertise;
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+const char* method_label(size_t i) {
+  static const char* kNames[] = {"other", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER",
+                                 "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER",
+                                 "MESSAGE", "UPDATE"};
+  return i < std::size(kNames) ? kNames[i] : "other";
 }
 
 }  // namespace
 
-int run(std::shared_ptr<const core::Config> cfg) {
-  core::log::Level level;
-  if (core::log::parse_level(cfg->logging.level, level)) core::log::set_level(level);
-  core::log::set_json(cfg->logging.json);
+Runtime::Runtime(std::string config_path, std::shared_ptr<const core::Config> config)
+    : config_path_(std::move(config_path)), config_(std::move(config)) {}
 
-  core::SystemClock clock;
+Runtime::~Runtime() = default;
 
-  // Location service and its store (DESIGN.md "Registrar and location").
+void Runtime::post_main(std::function<void()> fn) {
+  {
+    std::lock_guard lock(main_mu_);
+    main_tasks_.push_back(std::move(fn));
+  }
+  uv_async_send(&async_);
+}
+
+void Runtime::on_main_async(uv_async_t* h) {
+  auto* self = static_cast<Runtime*>(h->data);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(self->main_mu_);
+    tasks.swap(self->main_tasks_);
+  }
+  for (auto& t : tasks) t();
+}
+
+void Runtime::on_signal(uv_signal_t* h, int signum) {
+  auto* self = static_cast<Runtime*>(h->data);
+  if (signum == SIGHUP) {
+    SB_INFO("SIGHUP: reloading %s", self->config_path_.c_str());
+    self->reload([](ReloadOutcome o) {
+      if (o.ok) {
+        SB_INFO("reload ok: generation %llu", static_cast<unsigned long long>(o.generation));
+      } else {
+        for (const auto& e : o.errors) SB_ERROR("reload failed: %s", e.c_str());
+      }
+    });
+    return;
+  }
+  SB_INFO("signal %d: stopping", signum);
+  uv_stop(h->loop);
+}
+
+int Runtime::run() {
+  const core::Config& cfg = *config_;
+  apply_logging(cfg);
+  started_ms_ = clock_.now_ms();
+
   location::StoreConfig store_cfg;
-  store_cfg.backend = cfg->location.backend;
-  store_cfg.sqlite_path = cfg->location.sqlite_path;
-  store_cfg.batch_ms = cfg->location.batch_ms;
-  store_cfg.queue_capacity = cfg->location.queue_capacity;
+  store_cfg.backend = cfg.location.backend;
+  store_cfg.sqlite_path = cfg.location.sqlite_path;
+  store_cfg.batch_ms = cfg.location.batch_ms;
+  store_cfg.queue_capacity = cfg.location.queue_capacity;
   auto store = location::make_store(store_cfg);
   if (!store) {
     SB_ERROR("location store: %s", core::describe(store.error()).c_str());
     return 1;
   }
   location::Settings loc_settings;
-  loc_settings.limits.max_bindings_per_aor = cfg->registrar.max_bindings_per_aor;
-  loc_settings.limits.max_aors = static_cast<uint32_t>(std::min<uint64_t>(cfg->registrar.max_aors, UINT32_MAX));
-  location::LocationService location(clock, loc_settings, std::move(*store));
-  if (auto st = location.start(); !st) {
+  loc_settings.limits.max_bindings_per_aor = cfg.registrar.max_bindings_per_aor;
+  loc_settings.limits.max_aors = static_cast<uint32_t>(std::min<uint64_t>(cfg.registrar.max_aors, UINT32_MAX));
+  location_ = std::make_unique<location::LocationService>(clock_, loc_settings, std::move(*store));
+  if (auto st = location_->start(); !st) {
     SB_ERROR("location store: %s", core::describe(st.error()).c_str());
     return 1;
   }
-  SB_INFO("location: %zu binding(s) of %zu AOR(s) loaded (%s)", location.size(), location.aor_count(),
-          cfg->location.backend == "sqlite" ? cfg->location.sqlite_path.c_str() : "memory");
+  SB_INFO("location: %zu binding(s) of %zu AOR(s) loaded (%s)", location_->size(), location_->aor_count(),
+          cfg.location.backend == "sqlite" ? cfg.location.sqlite_path.c_str() : "memory");
 
-  // Listeners and our identity on the wire.
-  std::vector<transport::ListenerSpec> specs;
-  std::vector<proxy::LocalListener> locals;
-  for (const auto& l : cfg->listen) {
-    transport::ListenerSpec s;
-    s.protocol = *core::protocol_from_name(l.transport);
-    s.bind = *core::Endpoint::parse(l.address, l.port);
-    s.advertise_host = l.advertise;
-    specs.push_back(s);
-    proxy::LocalListener ll;
-    ll.protocol = s.protocol;
-    ll.address = l.address;
-    ll.host = l.advertise.empty() ? l.address : l.advertise;
-    ll.port = l.port;
-    ll.family = s.bind.family();
-    locals.push_back(ll);
+  // The script is compiled once per worker (a lua_State belongs to one thread); a broken
+  // script stops the start with its file:line.
+  uint32_t n = cfg.worker_count();
+  std::vector<std::shared_ptr<scripts::ScriptGeneration>> scripts(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    scripts::CompileOptions opts;
+    opts.number = generation_;
+    auto gen = scripts::compile(cfg.script.path, script_limits(cfg), opts);
+    if (!gen.ok()) {
+      SB_ERROR("script: %s", gen.error().c_str());
+      location_->stop();
+      return 1;
+    }
+    scripts[i] = gen.value();
   }
-  proxy::LocalIdentity identity(locals, cfg->domains);
-
-  proxy::RegistrarSettings reg;
-  reg.min_expires = cfg->registrar.min_expires;
-  reg.max_expires = cfg->registrar.max_expires;
-  reg.default_expires = cfg->registrar.default_expires;
-  reg.max_bindings_per_aor = cfg->registrar.max_bindings_per_aor;
-  reg.max_aors = loc_settings.limits.max_aors;
-  reg.domains = cfg->domains;
-  proxy::Registrar registrar(location, clock, reg);
-  proxy::RegistrarServices services(registrar, location, identity, cfg->registrar.proxy_foreign_domain);
-
-  SipWorkerSettings ws;
-  ws.timers.t1_ms = cfg->timers.t1_ms;
-  ws.timers.t2_ms = cfg->timers.t2_ms;
-  ws.timers.t4_ms = cfg->timers.t4_ms;
-  ws.layer.max_transactions = cfg->limits.max_transactions;
-  ws.proxy.timer_c_ms = cfg->timers.timer_c_ms;
-  ws.max_headers = cfg->limits.max_headers;
+  SB_INFO("script %s compiled", cfg.script.path.c_str());
 
   transport::Limits limits;
-  limits.max_message_bytes = cfg->limits.max_message_bytes;
-  limits.queue_capacity = cfg->limits.queue_capacity;
-  limits.tcp_idle_timeout_s = cfg->limits.tcp_idle_timeout_s;
-  limits.max_connections = cfg->limits.max_connections;
+  limits.max_message_bytes = cfg.limits.max_message_bytes;
+  limits.queue_capacity = cfg.limits.queue_capacity;
+  limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;
+  limits.max_connections = cfg.limits.max_connections;
 
-  // The routing script: compiled here first so a broken one stops the start with its
-  // file:line; then each worker compiles its own state (a lua_State belongs to one thread).
-  scripts::ScriptLimits script_limits;
-  script_limits.max_instructions = cfg->script.max_instructions;
-  auto first = scripts::compile(cfg->script.path, script_limits);
-  if (!first.ok()) {
-    SB_ERROR("script: %s", first.error().c_str());
-    location.stop();
-    return 1;
-  }
-  uint64_t generation = first.value()->number();
-  SB_INFO("script %s compiled (generation %llu)", cfg->script.path.c_str(),
-          static_cast<unsigned long long>(generation));
-
-  uint32_t n = cfg->worker_count();
-  std::vector<std::unique_ptr<SipWorker>> workers(n);
-  transport::WorkerGroup group;
-  std::vector<std::string> worker_errors(n);
-  auto st = group.start(specs, n, limits, [&](transport::Worker& w) {
-    scripts::CompileOptions opts;
-    opts.number = generation;
-    auto gen = scripts::compile(cfg->script.path, script_limits, opts);
-    std::unique_ptr<proxy::RoutingPolicy> policy;
-    if (gen.ok()) {
-      policy = std::make_unique<scripts::LuaPolicy>(gen.value(), services);
-    } else {
-      // Cannot happen unless the file changed since the check above: keep serving with the
-      // built-in policy (same behaviour as the shipped script) and say so.
-      worker_errors[w.id()] = gen.error();
-      policy = std::make_unique<proxy::BuiltinPolicy>(services);
-    }
-    workers[w.id()] = std::make_unique<SipWorker>(w, identity, std::move(policy), ws);
-    w.set_handler(workers[w.id()].get());
+  workers_.resize(n);
+  auto st = group_.start(listener_specs(cfg), n, limits, [&](transport::Worker& w) {
+    WorkerGeneration g{generation_, config_, scripts[w.id()]};
+    workers_[w.id()] = std::make_unique<SipWorker>(w, *location_, std::move(g));
+    w.set_handler(workers_[w.id()].get());
   });
-  for (uint32_t i = 0; i < n; ++i)
-    if (!worker_errors[i].empty())
-      SB_ERROR("worker %u: script: %s (using the built-in policy)", i, worker_errors[i].c_str());
   if (!st) {
-    SB_ERROR("cannot start: %s", core::describe(st.error()).c_str());
-    location.stop();
+    SB_ERROR("cannot start: %s %s", core::describe(st.error()).c_str(), group_.error_detail().c_str());
+    workers_.clear();
+    location_->stop();
     return 1;
   }
-  for (const auto& l : group.listeners())
+  for (const auto& l : group_.listeners())
     SB_INFO("listening on %s %s", std::string(core::protocol_name(l.protocol)).c_str(),
             l.bind.to_string().c_str());
-  SB_INFO("switchboard running: %u worker(s), config %s", n, cfg->source.c_str());
+  SB_INFO("switchboard %s running: %u worker(s), config %s, generation %llu", SB_VERSION, n,
+          cfg.source.c_str(), static_cast<unsigned long long>(generation_));
 
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  g_main_loop = &loop;
-  uv_signal_t sigint, sigterm;
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, on_main_async);
+  async_.data = this;
+  for (auto [h, sig] : {std::pair{&sigint_, SIGINT}, {&sigterm_, SIGTERM}, {&sighup_, SIGHUP}}) {
+    uv_signal_init(&loop_, h);
+    h->data = this;
+    uv_signal_start(h, on_signal, sig);
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
 
-  group.stop();
-  workers.clear();
-  location.stop();
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  g_main_loop = nullptr;
+  group_.stop();
+  workers_.clear();
+  location_->stop();
+  for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&sigterm_),
+                         reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&async_)})
+    uv_close(h, nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
   SB_INFO("stopped");
   return 0;
+}
+
+// ---- live reload (DESIGN.md "Configuration and live reload", STYLE.md 6) ----
+
+void Runtime::reload(std::function<void(ReloadOutcome)> done) {
+  reload_queue_.push_back(std::move(done));
+  if (!reloading_) start_reload();
+}
+
+void Runtime::start_reload() {
+  reloading_ = true;
+  ReloadOutcome out;
+  out.generation = generation_;
+  auto fail = [&](std::vector<std::string> errors) {
+    out.errors = std::move(errors);
+    finish_reload(std::move(out));
+  };
+  if (config_path_.empty()) return fail({"running on the embedded default: there is no file to reload"});
+  // 1. The new configuration, validated in full.
+  auto loaded = core::load_config_file(config_path_);
+  if (!loaded.ok()) return fail(loaded.errors);
+  const core::Config& next = *loaded.config;
+  const core::Config& cur = *config_;
+  std::vector<std::string> errors;
+  if (next.worker_count() != cur.worker_count())
+    errors.push_back("workers: changing the number of workers needs a restart (running " +
+                     std::to_string(cur.worker_count()) + ")");
+  if (!(next.listen == cur.listen))
+    errors.push_back("listen: changing listeners on reload is not supported yet; restart to apply");
+  if (!(next.location == cur.location))
+    errors.push_back("location: changing the location backend needs a restart");
+  if (!(next.limits == cur.limits) && next.limits.queue_capacity != cur.limits.queue_capacity)
+    errors.push_back("limits.queue_capacity: needs a restart");
+  if (!errors.empty()) return fail(errors);
+  // 2. The script, compiled in a fresh state for every worker; all must succeed.
+  uint64_t number = generation_ + 1;
+  std::vector<std::shared_ptr<scripts::ScriptGeneration>> scripts(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    scripts::CompileOptions opts;
+    opts.number = number;
+    auto gen = scripts::compile(next.script.path, script_limits(next), opts);
+    if (!gen.ok()) return fail({"script: " + gen.error()});
+    scripts[i] = gen.value();
+  }
+  // 3. Publish: every worker adopts the new generation on its own thread.
+  generation_ = number;
+  config_ = loaded.config;
+  apply_logging(next);
+  auto pending = std::make_shared<std::atomic<size_t>>(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    WorkerGeneration g{number, config_, scripts[i]};
+    auto task = [this, g = std::move(g), pending, number](transport::Worker& w) mutable {
+      workers_[w.id()]->apply(std::move(g));
+      if (pending->fetch_sub(1) == 1) {
+        post_main([this, number] {
+          ReloadOutcome ok;
+          ok.ok = true;
+          ok.generation = number;
+          finish_reload(std::move(ok));
+        });
+      }
+    };
+    // A worker's queue may be full for a moment: the reload must reach every worker.
+    while (!group_.worker(static_cast<uint32_t>(i)).post(task)) uv_sleep(1);
+  }
+}
+
+void Runtime::finish_reload(ReloadOutcome outcome) {
+  (outcome.ok ? reloads_ok_ : reloads_failed_)++;
+  auto done = std::move(reload_queue_.front());
+  reload_queue_.pop_front();
+  reloading_ = false;
+  done(std::move(outcome));
+  if (!reload_queue_.empty()) start_reload();
+}
+
+// ---- stats ----
+
+void Runtime::stats(std::function<void(StatsSnapshot)> done) {
+  struct Gather {
+    std::mutex mu;
+    std::vector<WorkerReport> reports;
+    size_t left = 0;
+    std::function<void(StatsSnapshot)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->left = workers_.size();
+  g->done = std::move(done);
+  auto finish = [this, g] {
+    StatsSnapshot s;
+    s.version = SB_VERSION;
+    s.generation = generation_;
+    s.uptime_s = (clock_.now_ms() - started_ms_) / 1000;
+    s.workers = static_cast<uint32_t>(workers_.size());
+    s.reloads_ok = reloads_ok_;
+    s.reloads_failed = reloads_failed_;
+    s.bindings = location_->size();
+    s.aors = location_->aor_count();
+    s.script_seconds.bounds.assign(kScriptBuckets.begin(), kScriptBuckets.end());
+    s.script_seconds.counts.assign(kScriptBuckets.size(), 0);
+    auto& c = s.counters;
+    for (const auto& r : g->reports) {
+      for (size_t m = 0; m < r.requests_by_method.size(); ++m)
+        if (r.requests_by_method[m]) s.requests_by_method[method_label(m)] += r.requests_by_method[m];
+      for (auto [code, n] : r.responses_by_code) s.responses_by_code[code] += n;
+      s.transactions_active["client_invite"] += r.txn.active_client_invite;
+      s.transactions_active["client_non_invite"] += r.txn.active_client_non_invite;
+      s.transactions_active["server_invite"] += r.txn.active_server_invite;
+      s.transactions_active["server_non_invite"] += r.txn.active_server_non_invite;
+      s.retransmissions += r.txn.retransmissions_sent;
+      s.absorbed += r.txn.absorbed;
+      s.script_errors += r.script.errors;
+      uint64_t cum = 0;
+      for (size_t b = 0; b < kScriptBuckets.size(); ++b) {
+        cum += r.script_buckets[b];
+        s.script_seconds.counts[b] += cum;
+      }
+      s.script_seconds.count += cum + r.script_buckets.back();
+      s.script_seconds.sum += r.script_seconds;
+      s.parse_errors["answered"] += r.sip.bad_requests;
+      s.drops["unparseable"] += r.sip.dropped_unparseable;
+      s.drops["handoff_queue_full"] += r.transport.handoff_dropped;
+      s.drops["frame_error"] += r.transport.frame_errors;
+      s.drops["overload"] += r.proxy.overloaded;
+      c["transactions_created"] += r.txn.created_client + r.txn.created_server;
+      c["client_timeouts"] += r.txn.client_timeouts;
+      c["transport_errors"] += r.txn.transport_errors;
+      c["stray_responses"] += r.txn.stray_responses;
+      c["proxy_requests"] += r.proxy.requests;
+      c["proxy_local_replies"] += r.proxy.local_replies;
+      c["proxy_relayed"] += r.proxy.relayed;
+      c["proxy_branches"] += r.proxy.branches;
+      c["proxy_failovers"] += r.proxy.failovers;
+      c["proxy_cancels_sent"] += r.proxy.cancels_sent;
+      c["proxy_loops"] += r.proxy.loops;
+      c["proxy_no_decision"] += r.proxy.no_decision;
+      c["script_requests"] += r.script.requests;
+      c["script_limit_exceeded"] += r.script.limit_exceeded;
+      c["datagrams_in"] += r.transport.datagrams_in;
+      c["frames_in"] += r.transport.frames_in;
+      c["bytes_in"] += r.transport.bytes_in;
+      c["bytes_out"] += r.transport.bytes_out;
+      c["handoffs"] += r.transport.handoff_out;
+      c["connections_accepted"] += r.transport.connections_accepted;
+      c["send_errors"] += r.transport.send_errors;
+      WorkerSnapshot w;
+      w.id = r.id;
+      w.queue_depth = r.transport.queue_depth;
+      w.transactions = r.transactions;
+      s.per_worker.push_back(w);
+    }
+    std::sort(s.per_worker.begin(), s.per_worker.end(),
+              [](const WorkerSnapshot& a, const WorkerSnapshot& b) { return a.id < b.id; });
+    g->done(std::move(s));
+  };
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    bool posted = group_.worker(static_cast<uint32_t>(i)).post([this, g, finish](transport::Worker& w) {
+      WorkerReport r = workers_[w.id()]->report();
+      std::lock_guard lock(g->mu);
+      g->reports.push_back(std::move(r));
+      if (--g->left == 0) post_main(finish);
+    });
+    if (!posted) {  // a saturated worker: report without it rather than wait
+      std::lock_guard lock(g->mu);
+      if (--g->left == 0) post_main(finish);
+    }
+  }
+}
+
+// ---- location (the table is shared and thread-safe) ----
+
+std::vector<LocationEntry> Runtime::location_list(std::string_view aor) {
+  std::vector<LocationEntry> out;
+  int64_t now = clock_.wall_ms();
+  auto add = [&](std::string_view a, const location::Binding& b) {
+    LocationEntry e;
+    e.aor = std::string(a);
+    e.contact = b.contact;
+    e.q = b.q / 1000.0;
+    e.is_static = b.is_static();
+    e.expires_in_s = b.is_static() ? -1 : b.expires_in(now);
+    if (b.source.endpoint.valid())
+      e.source = std::string(core::protocol_name(b.source.protocol)) + ":" + b.source.endpoint.to_string();
+    e.user_agent = b.user_agent;
+    out.push_back(std::move(e));
+  };
+  if (aor.empty()) {
+    location_->for_each(add);
+  } else {
+    auto uri = core::parse_uri(aor);
+    std::string key = uri && uri->is_sip() ? core::canonical_aor(*uri) : std::string(aor);
+    for (const auto& b : location_->lookup(std::string_view(key))) add(key, b);
+  }
+  return out;
+}
+
+core::Status Runtime::location_add(std::string_view aor, std::string_view contact, double q,
+                                   uint32_t expires_s) {
+  auto uri = core::parse_uri(aor);
+  if (!uri || !uri->is_sip()) return core::Error{"not a SIP URI", 400, "aor"};
+  location::BindingChange b;
+  b.contact = contact;
+  b.q = static_cast<uint16_t>(std::clamp(q, 0.0, 1.0) * 1000 + 0.5);
+  b.expires = expires_s;
+  std::string key = core::canonical_aor(*uri);
+  return location_->add_static(key, b);
+}
+
+size_t Runtime::location_remove(std::string_view aor, std::string_view contact) {
+  auto uri = core::parse_uri(aor);
+  std::string key = uri && uri->is_sip() ? core::canonical_aor(*uri) : std::string(aor);
+  return contact.empty() ? location_->remove_all(key) : location_->remove(key, contact);
+}
+
+int run(const std::string& config_path, std::shared_ptr<const core::Config> config) {
+  Runtime rt(config_path, std::move(config));
+  return rt.run();
 }
 
 }  // namespace sb::app

@@ -1,25 +1,145 @@
 #include "app/sip_worker.h"
 
+#include <sys/socket.h>
+
+#include <chrono>
+
 #include "core/log.h"
 #include "core/response.h"
+#include "proxy/builtin_policy.h"
 
 namespace sb::app {
 
-SipWorker::SipWorker(transport::Worker& worker, const proxy::LocalIdentity& identity,
-                     std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings,
-                     std::unique_ptr<proxy::Resolver> resolver)
-    : worker_(worker), policy_(std::move(policy)), resolver_(std::move(resolver)),
-      settings_(std::move(settings)) {
+proxy::LocalIdentity identity_from(const core::Config& cfg) {
+  std::vector<proxy::LocalListener> locals;
+  for (const auto& l : cfg.listen) {
+    proxy::LocalListener ll;
+    ll.protocol = core::protocol_from_name(l.transport).value_or(core::Protocol::Udp);
+    ll.address = l.address;
+    ll.host = l.advertise.empty() ? l.address : l.advertise;
+    ll.port = l.port;
+    ll.family = l.address.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+    locals.push_back(ll);
+  }
+  return proxy::LocalIdentity(std::move(locals), cfg.domains);
+}
+
+proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg) {
+  proxy::RegistrarSettings r;
+  r.min_expires = cfg.registrar.min_expires;
+  r.max_expires = cfg.registrar.max_expires;
+  r.default_expires = cfg.registrar.default_expires;
+  r.max_bindings_per_aor = cfg.registrar.max_bindings_per_aor;
+  r.max_aors = static_cast<uint32_t>(std::min<uint64_t>(cfg.registrar.max_aors, UINT32_MAX));
+  r.domains = cfg.domains;
+  return r;
+}
+
+// Measures the time spent in the routing policy per call (the synchronous part: a script
+// that waits is measured up to its first wait) for the script time histogram.
+class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
+ public:
+  explicit TimedPolicy(SipWorker& w) : w_(w) {}
+  proxy::RoutingPolicy* target = nullptr;
+  void on_request(proxy::PolicyRequest& req, proxy::DecisionFn done) override {
+    auto t0 = std::chrono::steady_clock::now();
+    target->on_request(req, std::move(done));
+    observe(t0);
+  }
+  void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
+    auto t0 = std::chrono::steady_clock::now();
+    target->on_failure(req, best, std::move(done));
+    observe(t0);
+  }
+
+ private:
+  void observe(std::chrono::steady_clock::time_point t0) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    size_t i = 0;
+    while (i < kScriptBuckets.size() && s > kScriptBuckets[i]) ++i;
+    ++w_.script_buckets_[i];
+    w_.script_seconds_ += s;
+  }
+  SipWorker& w_;
+};
+
+SipWorker::SipWorker(transport::Worker& worker, location::LocationService& location,
+                     WorkerGeneration gen, std::unique_ptr<proxy::Resolver> resolver)
+    : worker_(worker),
+      gen_(std::move(gen)),
+      identity_(identity_from(*gen_.config)),
+      registrar_(location, clock_, registrar_settings_from(*gen_.config)),
+      services_(registrar_, location, identity_, gen_.config->registrar.proxy_foreign_domain),
+      resolver_(std::move(resolver)) {
   if (!resolver_) resolver_ = std::make_unique<proxy::NumericResolver>();
-  settings_.proxy.worker_id = worker.id();
-  core_ = std::make_unique<proxy::ProxyCore>(*this, identity, *resolver_, *policy_, settings_.proxy);
-  layer_ = std::make_unique<proxy::TransactionLayer>(*this, *core_, settings_.timers, settings_.layer);
+  timed_ = std::make_unique<TimedPolicy>(*this);
+  if (gen_.script) {
+    lua_ = std::make_unique<scripts::LuaPolicy>(gen_.script, services_);
+    timed_->target = lua_.get();
+  } else {
+    builtin_ = std::make_unique<proxy::BuiltinPolicy>(services_);
+    timed_->target = builtin_.get();
+  }
+  const core::Config& cfg = *gen_.config;
+  proxy::ProxySettings ps;
+  ps.worker_id = worker.id();
+  ps.timer_c_ms = cfg.timers.timer_c_ms;
+  core_ = std::make_unique<proxy::ProxyCore>(*this, identity_, *resolver_, *timed_, ps);
+  layer_ = std::make_unique<proxy::TransactionLayer>(*this, *core_);
   core_->attach(*layer_);
+  configure(cfg);
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
 }
 
 SipWorker::~SipWorker() = default;
+
+void SipWorker::configure(const core::Config& cfg) {
+  proxy::Timers t;
+  t.t1_ms = cfg.timers.t1_ms;
+  t.t2_ms = cfg.timers.t2_ms;
+  t.t4_ms = cfg.timers.t4_ms;
+  layer_->set_timers(t);
+  proxy::LayerOptions o;
+  o.max_transactions = cfg.limits.max_transactions;
+  layer_->set_options(o);
+  max_headers_ = cfg.limits.max_headers;
+}
+
+void SipWorker::apply(WorkerGeneration gen) {
+  const core::Config& cfg = *gen.config;
+  identity_ = identity_from(cfg);
+  registrar_.set_settings(registrar_settings_from(cfg));
+  services_.set_proxy_foreign_register(cfg.registrar.proxy_foreign_domain);
+  if (gen.script) {
+    if (lua_) {
+      lua_->publish(gen.script);
+    } else {
+      lua_ = std::make_unique<scripts::LuaPolicy>(gen.script, services_);
+      timed_->target = lua_.get();
+    }
+  }
+  configure(cfg);
+  gen_ = std::move(gen);
+}
+
+WorkerReport SipWorker::report() const {
+  WorkerReport r;
+  r.id = worker_.id();
+  r.generation = gen_.number;
+  r.txn = layer_->counters();
+  r.proxy = core_->counters();
+  r.sip = counters_;
+  if (lua_) r.script = lua_->counters();
+  r.transport = worker_.stats();
+  r.requests_by_method = by_method_;
+  for (size_t c = 100; c < by_code_.size(); ++c)
+    if (by_code_[c]) r.responses_by_code.emplace_back(static_cast<int>(c), by_code_[c]);
+  r.script_buckets = script_buckets_;
+  r.script_seconds = script_seconds_;
+  r.transactions = layer_->size();
+  return r;
+}
 
 void SipWorker::on_stop(transport::Worker&) {
   stopping_ = true;
@@ -65,22 +185,28 @@ void SipWorker::refuse_unparseable(const transport::Inbound& in, const core::Err
   worker_.send(proxy::response_destination(msg_, in.from), core::build_response(msg_, spec), 0);
 }
 
+void SipWorker::count(const core::Message& m) {
+  if (m.is_request()) ++by_method_[static_cast<size_t>(m.method()) & 15];
+  else if (m.status() >= 100 && m.status() < 700) ++by_code_[static_cast<size_t>(m.status())];
+}
+
 void SipWorker::on_message(transport::Worker&, transport::Inbound& in) {
   if (stopping_) return;
   if (in.has_frame_error) {
-    (void)msg_.parse(in.bytes, {settings_.max_headers});
+    (void)msg_.parse(in.bytes, {max_headers_});
     refuse_unparseable(in, in.frame_error);
     return;
   }
   const core::Message* m = in.parsed;
   if (!m) {
-    core::Status st = msg_.parse(in.bytes, {settings_.max_headers});
+    core::Status st = msg_.parse(in.bytes, {max_headers_});
     if (!st) {
       refuse_unparseable(in, st.error());
       return;
     }
     m = &msg_;
   }
+  count(*m);
   layer_->on_message(*m, in.from);
   rearm();
 }

@@ -1,27 +1,36 @@
 // One worker's SIP stack (DESIGN.md "A request's way through"): the transport hands it
 // each message it owns; it answers what cannot be parsed (400 naming the fault, 505, 513,
 // or a counted drop), feeds the rest to the transaction layer, whose user is the proxy
-// core, and drives their timers with one uv timer. Lives on its worker's thread only.
+// core, and drives their timers with one uv timer. It owns the worker's routing policy,
+// registrar view and identity, which a reload replaces through apply() on this thread.
 #pragma once
 #include <uv.h>
 
+#include <array>
 #include <memory>
 
+#include "app/admin_backend.h"
 #include "core/clock.h"
+#include "core/config.h"
 #include "core/message.h"
+#include "location/location_service.h"
+#include "proxy/local_identity.h"
+#include "proxy/policy_services.h"
 #include "proxy/proxy_core.h"
+#include "proxy/registrar.h"
 #include "proxy/resolver.h"
 #include "proxy/routing_policy.h"
 #include "proxy/transaction.h"
+#include "scripts/engine/lua_policy.h"
 #include "transport/worker.h"
 
 namespace sb::app {
 
-struct SipWorkerSettings {
-  proxy::Timers timers;
-  proxy::LayerOptions layer;
-  proxy::ProxySettings proxy;
-  uint32_t max_headers = 256;
+// What a worker runs with; a reload builds a new one for every worker.
+struct WorkerGeneration {
+  uint64_t number = 0;
+  std::shared_ptr<const core::Config> config;
+  std::shared_ptr<scripts::ScriptGeneration> script;  // compiled for this worker (never shared)
 };
 
 struct SipWorkerCounters {
@@ -29,13 +38,37 @@ struct SipWorkerCounters {
   uint64_t dropped_unparseable = 0; // no usable Via, or a bad response: dropped
 };
 
+// Buckets of the script time histogram (seconds).
+inline constexpr std::array<double, 12> kScriptBuckets = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25};
+
+// One worker's counters, taken on its thread (the runtime sums them).
+struct WorkerReport {
+  uint32_t id = 0;
+  uint64_t generation = 0;
+  proxy::TransactionCounters txn;
+  proxy::ProxyCounters proxy;
+  SipWorkerCounters sip;
+  scripts::ScriptCounters script;
+  transport::WorkerStats transport;
+  std::array<uint64_t, 16> requests_by_method{};  // index: core::Method
+  std::vector<std::pair<int, uint64_t>> responses_by_code;
+  std::array<uint64_t, kScriptBuckets.size() + 1> script_buckets{};  // last: +Inf
+  double script_seconds = 0;
+  size_t transactions = 0;
+};
+
 class SipWorker final : public transport::MessageHandler, public proxy::TransactionEnv {
  public:
   // `resolver` locates next hops (RFC 3263); null = IP literals only (proxy::NumericResolver).
-  SipWorker(transport::Worker& worker, const proxy::LocalIdentity& identity,
-            std::unique_ptr<proxy::RoutingPolicy> policy, SipWorkerSettings settings,
+  SipWorker(transport::Worker& worker, location::LocationService& location, WorkerGeneration gen,
             std::unique_ptr<proxy::Resolver> resolver = nullptr);
   ~SipWorker() override;
+
+  // Live reload, on this worker's thread: new requests use `gen`; requests in flight finish
+  // with the script generation they started with.
+  void apply(WorkerGeneration gen);
+  WorkerReport report() const;
 
   // transport::MessageHandler
   void on_message(transport::Worker& w, transport::Inbound& in) override;
@@ -46,27 +79,40 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   const core::Clock& clock() const override { return clock_; }
   bool send(const core::Peer& to, std::string_view bytes, uint64_t txn_id) override;
 
-  const SipWorkerCounters& counters() const { return counters_; }
-  const proxy::TransactionLayer& layer() const { return *layer_; }
-  const proxy::ProxyCore& proxy() const { return *core_; }
-
  private:
+  class TimedPolicy;
+  void configure(const core::Config& cfg);
   void refuse_unparseable(const transport::Inbound& in, const core::Error& err);
+  void count(const core::Message& m);
   void rearm();
   static void on_uv_timer(uv_timer_t* t);
 
   transport::Worker& worker_;
   core::SystemClock clock_;
-  std::unique_ptr<proxy::RoutingPolicy> policy_;
+  WorkerGeneration gen_;
+  proxy::LocalIdentity identity_;      // replaced in place on reload (the core keeps a reference)
+  proxy::Registrar registrar_;
+  proxy::RegistrarServices services_;
+  std::unique_ptr<scripts::LuaPolicy> lua_;
+  std::unique_ptr<proxy::RoutingPolicy> builtin_;
+  std::unique_ptr<TimedPolicy> timed_;
   std::unique_ptr<proxy::Resolver> resolver_;
-  SipWorkerSettings settings_;
   std::unique_ptr<proxy::ProxyCore> core_;
   std::unique_ptr<proxy::TransactionLayer> layer_;
-  core::Message msg_;  // reused for messages handed off unparsed
+  core::Message msg_;  // reused for messages that arrive unparsed
   uv_timer_t timer_{};
   int64_t armed_ = -1;
   bool stopping_ = false;
+  uint32_t max_headers_ = 256;
   SipWorkerCounters counters_;
+  std::array<uint64_t, 16> by_method_{};
+  std::array<uint64_t, 700> by_code_{};
+  std::array<uint64_t, kScriptBuckets.size() + 1> script_buckets_{};
+  double script_seconds_ = 0;
 };
+
+// The proxy's view of our listeners from a config.
+proxy::LocalIdentity identity_from(const core::Config& cfg);
+proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg);
 
 }  // namespace sb::app

@@ -19,6 +19,7 @@ class RegistrarServices final : public PolicyServices {
   Decision registrar_save(const PolicyRequest& req) override;
   bool is_local_domain(std::string_view host) const override { return identity_.is_local_domain(host); }
   std::vector<std::string> domains() const override { return identity_.domains(); }
+  void set_proxy_foreign_register(bool on) { proxy_foreign_ = on; }
 
  private:
   Registrar& registrar_;

@@ -57,6 +57,8 @@ class Registrar {
 
   void set_authorizer(RegisterAuthorizer authorizer) { authorizer_ = std::move(authorizer); }
   const RegistrarSettings& settings() const { return settings_; }
+  // Live reload: new settings for the REGISTERs that follow (call on the owning thread).
+  void set_settings(RegistrarSettings settings) { settings_ = std::move(settings); }
 
   // Process one REGISTER that came from `source` (§10.3 steps 1-8).
   //   not_ours        Request-URI not a SIP(S) URI of a served domain

@@ -310,6 +310,9 @@ class TransactionLayer {
   size_t pending_timers() const { return queue_.size(); }
   const TransactionCounters& counters() const { return counters_; }
   const Timers& timers() const { return timers_; }
+  // Live reload: timer values and limits for what follows (timers already armed keep theirs).
+  void set_timers(Timers timers) { timers_ = timers; }
+  void set_options(LayerOptions options) { options_ = options; }
 
  private:
   friend class Transaction;

@@ -64,6 +64,12 @@ class BoundedQueue {
   }
 
   // Moves the oldest item into `out`; false when empty.
+  // Items waiting, approximately (producers and the consumer may be moving): for metrics.
+  size_t approx_size() const {
+    size_t t = tail_.load(std::memory_order_relaxed), h = head_.load(std::memory_order_relaxed);
+    return t > h ? t - h : 0;
+  }
+
   bool try_pop(T& out) {
     size_t pos = head_.load(std::memory_order_relaxed);
     Cell* c;

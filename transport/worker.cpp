@@ -30,6 +30,7 @@ WorkerStats& WorkerStats::operator+=(const WorkerStats& o) {
   connections_refused += o.connections_refused;
   connect_failures += o.connect_failures;
   idle_closed += o.idle_closed;
+  queue_depth += o.queue_depth;
   return *this;
 }
 

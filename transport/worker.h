@@ -65,6 +65,7 @@ struct WorkerStats {
   uint64_t connections_refused = 0; // accepts/connects beyond max_connections
   uint64_t connect_failures = 0;    // refused, unreachable or timed out
   uint64_t idle_closed = 0;         // connections closed by the idle timeout
+  uint64_t queue_depth = 0;         // gauge: hand-offs and tasks waiting in this worker's queue
 
   WorkerStats& operator+=(const WorkerStats& o);
 };

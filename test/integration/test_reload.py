@@ -1,0 +1,113 @@
+"""Issue 6: live reload. Under a bounded SIPp call load, reload 10 times (SIGHUP) alternating
+two scripts that route to different callees: zero failed calls, and calls after each reload
+go where the new script says. A reload with a script syntax error or a bad config value is
+rejected with file:line / key path, traffic is unaffected, the next good reload succeeds."""
+import json
+import os
+import signal
+import time
+import sbtest
+from sbtest import Proxy, UdpClient, check
+from sipp import Sipp
+
+SCRIPT = """
+function on_request(req)
+  if req.uri.user == "which" then return req:reply(200, "%(name)s") end
+  if req:in_dialog() then return req:relay() end
+  req:record_route()
+  return req:relay("sip:svc@127.0.0.1:%(port)d")
+end
+"""
+
+
+def which(p):
+    c = UdpClient()
+    c.dest = ("127.0.0.1", p.port)
+    c.send(sbtest.request("OPTIONS", "sip:which@localhost", c))
+    r = c.recv_response(timeout=2, skip_provisional=True)
+    c.close()
+    return r.reason if r else None
+
+
+def wait_for(p, name, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if which(p) == name:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def test_reload_under_load():
+    p = Proxy(workers=2, ipv6=False)
+    a_port, b_port = sbtest.free_port(), sbtest.free_port()
+    script = os.path.join(p.tmp.name, "route.lua")
+    write(script, SCRIPT % {"name": "A", "port": a_port})
+    p.config["script"] = {"path": script}
+    with p:
+        uas_a = Sipp("uas.xml", p.tmp.name, port=a_port, calls=100000).start()
+        uas_b = Sipp("uas.xml", p.tmp.name, port=b_port, calls=100000).start()
+        check(wait_for(p, "A"), "script A answers")
+        uac = Sipp("uac.xml", p.tmp.name, remote="127.0.0.1:%d" % p.port, service="svc",
+                   keys={"domain": "localhost"}, calls=2400, hold_ms=200,
+                   extra=["-r", "100", "-l", "400"]).start()
+        names = ["B", "A"] * 5
+        for name in names:
+            time.sleep(1.5)
+            write(script, SCRIPT % {"name": name, "port": b_port if name == "B" else a_port})
+            p.proc.send_signal(signal.SIGHUP)
+            check(wait_for(p, name), "after reload, script %s is in charge" % name)
+        rc = uac.wait(120)
+        uas_a.stop()
+        uas_b.stop()
+        msgs_a, msgs_b = uas_a.messages(), uas_b.messages()
+        check(rc == 0, "zero failed calls across 10 reloads (rc=%d):\n%s" % (rc, uac.messages()[-2000:]))
+        ia, ib = msgs_a.count("INVITE sip:svc@"), msgs_b.count("INVITE sip:svc@")
+        check(ia > 100 and ib > 100, "both callees got calls as the scripts alternated: A=%d B=%d" % (ia, ib))
+        log = p.read_log()
+        check(log.count("reload ok") == 10, "10 reloads logged ok:\n" + log[-2000:])
+
+
+def test_rejected_reloads_change_nothing():
+    p = Proxy(workers=2, ipv6=False)
+    script = os.path.join(p.tmp.name, "route.lua")
+    write(script, SCRIPT % {"name": "A", "port": 5})
+    p.config["script"] = {"path": script}
+    with p:
+        check(wait_for(p, "A"), "script A answers")
+        # A syntax error in the script: refused with file:line, A keeps running.
+        write(script, "function on_request(req)\n  return req:reply(200, \"broken\"\n")
+        p.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline and "reload failed" not in p.read_log():
+            time.sleep(0.05)
+        log = p.read_log()
+        check("reload failed" in log and "route.lua:3" in log, "syntax error refused with file:line:\n" + log[-1500:])
+        check(which(p) == "A", "traffic unaffected: still A")
+        # A bad config value: refused with its key path.
+        write(script, SCRIPT % {"name": "B", "port": 5})
+        cfg = dict(p.config)
+        cfg["timers"] = {"t1_ms": 0}
+        with open(p.config_path, "w") as f:
+            json.dump(cfg, f)
+        p.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline and "timers.t1_ms" not in p.read_log():
+            time.sleep(0.05)
+        check("timers.t1_ms" in p.read_log(), "bad value refused naming its key:\n" + p.read_log()[-1500:])
+        check(which(p) == "A", "still A after the refused config")
+        # The next good reload succeeds (no "fail once, fail forever").
+        p.write_config()
+        p.proc.send_signal(signal.SIGHUP)
+        check(wait_for(p, "B"), "good reload after two failures: B in charge")
+
+
+if __name__ == "__main__":
+    sbtest.run([test_rejected_reloads_change_nothing, test_reload_under_load])
