@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "location/store.h"
 #include "scripts/engine/lua_policy.h"
+#include "transport/dns_resolver.h"
 
 namespace sb::app {
 
@@ -35,6 +36,27 @@ std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
     specs.push_back(s);
   }
   return specs;
+}
+
+// Config "dns" plus the transports and address families we listen on (RFC 3263 lists keep
+// to what we can send on).
+transport::DnsSettings dns_settings(const core::Config& cfg) {
+  transport::DnsSettings d;
+  d.servers = cfg.dns.servers;
+  d.timeout_ms = static_cast<int>(cfg.dns.timeout_ms);
+  d.tries = static_cast<int>(cfg.dns.tries);
+  d.max_ttl_s = cfg.dns.max_ttl_s;
+  d.negative_ttl_s = cfg.dns.negative_ttl_s;
+  d.greylist_s = cfg.dns.greylist_s;
+  d.prefer_ipv6 = cfg.dns.prefer_ipv6;
+  d.transports.clear();
+  d.ipv4 = d.ipv6 = false;
+  for (const auto& s : listener_specs(cfg)) {
+    if (std::find(d.transports.begin(), d.transports.end(), s.protocol) == d.transports.end())
+      d.transports.push_back(s.protocol);
+    (s.bind.family() == AF_INET6 ? d.ipv6 : d.ipv4) = true;
+  }
+  return d;
 }
 
 const char* method_label(size_t i) {
@@ -109,8 +131,7 @@ int Runtime::run() {
     SB_ERROR("location store: %s", core::describe(st.error()).c_str());
     return 1;
   }
-  SB_INFO("location: %zu binding(s) of %zu AOR(s) loaded (%s)", location_->size(), location_->aor_count(),
-          cfg.location.backend == "sqlite" ? cfg.location.sqlite_path.c_str() : "memory");
+  SB_INFO("location: %s", cfg.location.backend == "sqlite" ? cfg.location.sqlite_path.c_str() : "memory only");
 
   // The script is compiled once per worker (a lua_State belongs to one thread); a broken
   // script stops the start with its file:line.
@@ -138,7 +159,11 @@ int Runtime::run() {
   workers_.resize(n);
   auto st = group_.start(listener_specs(cfg), n, limits, [&](transport::Worker& w) {
     WorkerGeneration g{generation_, config_, scripts[w.id()]};
-    workers_[w.id()] = std::make_unique<SipWorker>(w, *location_, std::move(g));
+    // RFC 3263 over c-ares on this worker's loop; without it, IP literals only.
+    std::string dns_error;
+    std::unique_ptr<proxy::Resolver> resolver = transport::make_dns_resolver(w.loop(), clock_, dns_settings(cfg), dns_error);
+    if (!resolver) SB_ERROR("worker %u: DNS: %s; only IP addresses can be reached", w.id(), dns_error.c_str());
+    workers_[w.id()] = std::make_unique<SipWorker>(w, *location_, std::move(g), std::move(resolver));
     w.set_handler(workers_[w.id()].get());
   });
   if (!st) {
@@ -202,6 +227,8 @@ void Runtime::start_reload() {
                      std::to_string(cur.worker_count()) + ")");
   if (!(next.listen == cur.listen))
     errors.push_back("listen: changing listeners on reload is not supported yet; restart to apply");
+  if (!(next.dns == cur.dns))
+    errors.push_back("dns: changing the resolver settings needs a restart");
   if (!(next.location == cur.location))
     errors.push_back("location: changing the location backend needs a restart");
   if (!(next.limits == cur.limits) && next.limits.queue_capacity != cur.limits.queue_capacity)
