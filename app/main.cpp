@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "app/ctl.h"
 #include "app/route_test.h"
 #include "app/runtime.h"
 #include "core/config.h"
@@ -19,6 +20,8 @@ void usage(FILE* out) {
                "       switchboard route-test [-c FILE] --message FILE [--binding AOR=CONTACT]...\n"
                "                  [--source IP:PORT] [--transport udp|tcp]\n"
                "                                        run the script on a message offline, print the decision\n"
+               "       switchboard ctl [--admin HOST:PORT] [--json] COMMAND ...\n"
+               "                                        talk to a running proxy's admin API (ctl --help)\n"
                "       switchboard version              print the version\n");
 }
 
@@ -51,6 +54,8 @@ int cmd_check(const std::string& path) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  // ctl has its own options (docs/admin.md).
+  if (!args.empty() && args[0] == "ctl") return sb::app::ctl_main({args.begin() + 1, args.end()});
   std::string command = "run";
   std::string config_path;
   sb::app::RouteTestOptions rt;

@@ -161,8 +161,10 @@ int Runtime::run() {
     WorkerGeneration g{generation_, config_, scripts[w.id()]};
     // RFC 3263 over c-ares on this worker's loop; without it, IP literals only.
     std::string dns_error;
-    std::unique_ptr<proxy::Resolver> resolver = transport::make_dns_resolver(w.loop(), clock_, dns_settings(cfg), dns_error);
-    if (!resolver) SB_ERROR("worker %u: DNS: %s; only IP addresses can be reached", w.id(), dns_error.c_str());
+    std::unique_ptr<proxy::Resolver> resolver =
+        transport::make_dns_resolver(w.loop(), clock_, dns_settings(cfg), dns_error);
+    if (!resolver)
+      SB_ERROR("worker %u: DNS: %s; only IP addresses can be reached", w.id(), dns_error.c_str());
     workers_[w.id()] = std::make_unique<SipWorker>(w, *location_, std::move(g), std::move(resolver));
     w.set_handler(workers_[w.id()].get());
   });

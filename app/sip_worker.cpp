@@ -72,9 +72,11 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
       services_(registrar_, location, identity_, gen_.config->registrar.proxy_foreign_domain),
       resolver_(std::move(resolver)) {
   if (!resolver_) resolver_ = std::make_unique<proxy::NumericResolver>();
+  // DNS answers arrive from the loop and start transactions: re-arm their timer after them.
+  resolver_->set_after_answers([this] { rearm(); });
   timed_ = std::make_unique<TimedPolicy>(*this);
   if (gen_.script) {
-    lua_ = std::make_unique<scripts::LuaPolicy>(gen_.script, services_);
+    lua_ = std::make_unique<scripts::LuaPolicy>(gen_.script, services_, resolver_.get());
     timed_->target = lua_.get();
   } else {
     builtin_ = std::make_unique<proxy::BuiltinPolicy>(services_);
@@ -115,7 +117,7 @@ void SipWorker::apply(WorkerGeneration gen) {
     if (lua_) {
       lua_->publish(gen.script);
     } else {
-      lua_ = std::make_unique<scripts::LuaPolicy>(gen.script, services_);
+      lua_ = std::make_unique<scripts::LuaPolicy>(gen.script, services_, resolver_.get());
       timed_->target = lua_.get();
     }
   }
@@ -143,6 +145,7 @@ WorkerReport SipWorker::report() const {
 
 void SipWorker::on_stop(transport::Worker&) {
   stopping_ = true;
+  resolver_->stop();  // closes its c-ares sockets and timer on this loop; pending lookups dropped
   uv_timer_stop(&timer_);
   // The handle is a member: it stays valid until the loop ran its close callback, because
   // this object outlives the worker's loop (the runtime destroys it after stop()).

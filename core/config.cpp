@@ -502,6 +502,83 @@ void read_logging(Checker& c, const Json& v, const std::string& path, LoggingCon
          });
 }
 
+// "192.0.2.1", "192.0.2.1:5353", "::1", "[::1]", "[::1]:5353" → "IP:port" (port 53 by default).
+std::optional<std::string> dns_server(std::string_view s) {
+  if (s.empty() || s.find('\0') != std::string_view::npos) return std::nullopt;
+  std::string_view ip = s, port_text;
+  if (s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    ip = s.substr(1, close - 1);
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port_text = rest.substr(1);
+      if (port_text.empty()) return std::nullopt;
+    }
+  } else if (std::count(s.begin(), s.end(), ':') == 1) {
+    size_t colon = s.find(':');
+    ip = s.substr(0, colon);
+    port_text = s.substr(colon + 1);
+    if (port_text.empty()) return std::nullopt;
+  }
+  uint32_t port = 53;
+  if (!port_text.empty()) {
+    port = 0;
+    for (char ch : port_text) {
+      if (ch < '0' || ch > '9' || port > 65535) return std::nullopt;
+      port = port * 10 + uint32_t(ch - '0');
+    }
+    if (port == 0 || port > 65535) return std::nullopt;
+  }
+  auto ep = Endpoint::parse(ip, static_cast<uint16_t>(port));
+  if (!ep) return std::nullopt;
+  return ep->to_string();
+}
+
+void read_dns(Checker& c, const Json& v, const std::string& path, DnsConfig& d) {
+  c.walk(v, path,
+         {
+             {"servers",
+              [&](const Json& x, const std::string& p) {
+                if (!x.is_array()) {
+                  c.fail(p, "expected an array of DNS server addresses (\"IP\" or \"IP:port\"), got " +
+                                describe(x));
+                  return;
+                }
+                std::vector<std::string> out;
+                for (size_t i = 0; i < x.size(); ++i) {
+                  std::optional<std::string> s;
+                  if (x[i].is_string()) s = dns_server(x[i].get_ref<const std::string&>());
+                  if (!s) {
+                    c.fail(index_path(p, i), "expected an IP address with an optional port "
+                                             "(\"192.0.2.53\", \"192.0.2.53:5353\", \"[2001:db8::53]:53\"), got " +
+                                                 describe(x[i]));
+                  } else if (std::find(out.begin(), out.end(), *s) == out.end()) {
+                    out.push_back(std::move(*s));
+                  }
+                }
+                d.servers = std::move(out);
+              }},
+             {"timeout_ms",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 10, 60000, d.timeout_ms); }},
+             {"tries", [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 10, d.tries); }},
+             {"max_ttl_s",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 604800, d.max_ttl_s); }},
+             {"negative_ttl_s",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 86400, d.negative_ttl_s); }},
+             {"greylist_s",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 86400, d.greylist_s); }},
+             {"prefer_ipv6",
+              [&](const Json& x, const std::string& p) {
+                if (x.is_boolean())
+                  d.prefer_ipv6 = x.get<bool>();
+                else
+                  c.fail(p, "expected true or false, got " + describe(x));
+              }},
+         });
+}
+
 void read_root(Checker& c, const Json& root, Draft& d) {
   Config& cfg = d.config;
   c.walk(root, "",
@@ -517,9 +594,10 @@ void read_root(Checker& c, const Json& root, Draft& d) {
              {"location", [&](const Json& x, const std::string& p) { read_location(c, x, p, d); }},
              {"script", [&](const Json& x, const std::string& p) { read_script(c, x, p, d); }},
              {"logging", [&](const Json& x, const std::string& p) { read_logging(c, x, p, cfg.logging); }},
+             {"dns", [&](const Json& x, const std::string& p) { read_dns(c, x, p, cfg.dns); }},
          },
          // Keys later features add; named so the error says "not yet" rather than "typo".
-         {"admin", "tls", "auth", "dns", "redis"});
+         {"admin", "tls", "auth", "redis"});
 }
 
 // ---- syntax ---------------------------------------------------------------------------------

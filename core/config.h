@@ -70,6 +70,18 @@ struct LoggingConfig {
   bool operator==(const LoggingConfig&) const = default;
 };
 
+// Locating SIP servers with DNS (RFC 3263). Each worker has its own resolver and cache.
+struct DnsConfig {
+  std::vector<std::string> servers;  // "IP:port" ("[v6]:port"), canonical; empty = /etc/resolv.conf
+  uint32_t timeout_ms = 2000;        // per query try
+  uint32_t tries = 2;
+  uint32_t max_ttl_s = 3600;         // cap on how long an answer is kept (0 = not cached)
+  uint32_t negative_ttl_s = 30;      // NXDOMAIN / no data kept this long (less if the SOA says so)
+  uint32_t greylist_s = 30;          // a server that timed out or refused is skipped this long
+  bool prefer_ipv6 = false;          // AAAA addresses before A
+  bool operator==(const DnsConfig&) const = default;
+};
+
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
   std::vector<ListenerConfig> listen;
@@ -80,6 +92,7 @@ struct Config {
   LocationConfig location;
   ScriptConfig script;
   LoggingConfig logging;
+  DnsConfig dns;
   std::string source;  // the file path, or "<embedded default>"
 
   // `workers`, or std::thread::hardware_concurrency() (at least 1) when it is 0.

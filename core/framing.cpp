@@ -33,7 +33,7 @@ Length find_content_length(std::string_view head) {
       if (lf == npos) lf = head.size();
     }
     std::string_view line = head.substr(pos, lf - pos);
-    size_t ne = scan(line, 0, chars::kToken);
+    size_t ne = scan_while(line, 0, chars::kToken);
     size_t colon = ne;
     while (colon < line.size() && is_ws(line[colon])) ++colon;
     std::string_view name = line.substr(0, ne);

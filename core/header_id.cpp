@@ -94,7 +94,7 @@ constexpr auto kCompact = make_compact();
 // Full names in an open-addressed table built at compile time: one hash of the length and
 // three letters, then (almost always) one compare of three 64-bit words.
 constexpr size_t kSlots = 256;
-constexpr size_t kMaxName = 24;  // longer than any known name
+constexpr size_t kMaxName = kHeaderIdLookahead;  // longer than any known name
 constexpr size_t fold(char c) { return static_cast<unsigned char>(c) | 0x20u; }
 constexpr size_t name_hash(std::string_view n) {
   size_t len = n.size();
@@ -137,16 +137,23 @@ static_assert([] {
   return true;
 }());
 
-bool matches(size_t i, std::string_view name) {
-  if (kEntries[i].name.size() != name.size()) return false;
-  if constexpr (std::endian::native == std::endian::little) {
-    uint64_t w[3] = {0, 0, 0};
-    std::memcpy(w, name.data(), name.size());
-    const Key& k = kKeys[i];
-    return ((w[0] | k.m[0]) == k.w[0]) & ((w[1] | k.m[1]) == k.w[1]) &
-           ((w[2] | k.m[2]) == k.w[2]);
-  } else {
-    return iequals(kEntries[i].name, name);
+bool matches(size_t i, const uint64_t (&w)[3]) {
+  const Key& k = kKeys[i];
+  return ((w[0] | k.m[0]) == k.w[0]) & ((w[1] | k.m[1]) == k.w[1]) & ((w[2] | k.m[2]) == k.w[2]);
+}
+
+// `w` holds the name's bytes (little-endian words), zero past its length.
+HeaderId lookup(std::string_view name, const uint64_t (&w)[3]) {
+  for (size_t h = name_hash(name);; h = (h + 1) & (kSlots - 1)) {
+    uint8_t i = kSlotsTable[h];
+    if (i == 0) return HeaderId::Other;
+    if (kEntries[i].name.size() == name.size()) {
+      if constexpr (std::endian::native == std::endian::little) {
+        if (matches(i, w)) return kEntries[i].id;
+      } else {
+        if (iequals(kEntries[i].name, name)) return kEntries[i].id;
+      }
+    }
   }
 }
 
@@ -158,11 +165,36 @@ HeaderId header_id(std::string_view name) {
     return c < 128 ? kCompact[c] : HeaderId::Other;
   }
   if (name.empty() || name.size() >= kMaxName) return HeaderId::Other;
-  for (size_t h = name_hash(name);; h = (h + 1) & (kSlots - 1)) {
-    uint8_t i = kSlotsTable[h];
-    if (i == 0) return HeaderId::Other;
-    if (matches(i, name)) return kEntries[i].id;
-  }
+  uint64_t w[3] = {0, 0, 0};
+  std::memcpy(w, name.data(), name.size());
+  return lookup(name, w);
+}
+
+// For each length, the masks keeping that many leading bytes of the three words.
+struct LenMask {
+  uint64_t m[3];
+};
+constexpr std::array<LenMask, kMaxName> make_len_masks() {
+  std::array<LenMask, kMaxName> t{};
+  for (size_t len = 0; len < kMaxName; ++len)
+    for (size_t k = 0; k < 3; ++k) {
+      size_t have = len > 8 * k ? len - 8 * k : 0;
+      t[len].m[k] = have >= 8 ? ~0ull : have ? (~0ull >> (64 - 8 * have)) : 0;
+    }
+  return t;
+}
+constexpr auto kLenMasks = make_len_masks();
+
+HeaderId header_id_in_buffer(const char* p, size_t len) {
+  if (std::endian::native != std::endian::little || len <= 1 || len >= kMaxName)
+    return header_id(std::string_view(p, len));
+  uint64_t w[3];
+  std::memcpy(w, p, sizeof w);  // fixed size: three loads
+  const LenMask& m = kLenMasks[len];
+  w[0] &= m.m[0];
+  w[1] &= m.m[1];
+  w[2] &= m.m[2];
+  return lookup(std::string_view(p, len), w);
 }
 
 std::string_view header_name(HeaderId id) { return kEntries[static_cast<int>(id)].name; }

@@ -23,6 +23,10 @@ inline constexpr int kHeaderIdCount = static_cast<int>(HeaderId::Count_);
 
 // Identify a header name (full or compact, any case). Unknown names map to Other.
 HeaderId header_id(std::string_view name);
+// The same for the `len`-byte name at `p` when at least kHeaderIdLookahead bytes from `p`
+// are readable (a parser's receive buffer): reads them without copying the name.
+inline constexpr size_t kHeaderIdLookahead = 24;
+HeaderId header_id_in_buffer(const char* p, size_t len);
 // The canonical full name, e.g. "Call-ID"; "" for Other.
 std::string_view header_name(HeaderId id);
 // True for headers whose grammar is a comma-separated list (Via, Contact, Route, ...).

@@ -20,7 +20,7 @@ inline size_t find_lf(std::string_view s, size_t from) {
 
 bool valid_version(std::string_view v) {
   // "SIP/" 1*DIGIT "." 1*DIGIT, "SIP" case-insensitive.
-  if (v.size() < 7 || !iequals(v.substr(0, 4), "SIP/")) return false;
+  if (v.size() < 7 || !iequals(slice(v, 0, 4), "SIP/")) return false;
   size_t dot = v.find('.', 4);
   if (dot == npos || dot == 4 || dot + 1 == v.size()) return false;
   for (size_t i = 4; i < v.size(); ++i)
@@ -31,12 +31,11 @@ bool valid_version(std::string_view v) {
 bool is_sip20(std::string_view v) { return v.size() == 7 && iequals(v, "SIP/2.0"); }
 
 bool valid_call_id(std::string_view v) {
-  // word [ "@" word ], read liberally: printable ASCII without whitespace.
+  // word [ "@" word ], read liberally: printable ASCII without whitespace (the URI class
+  // plus the few printable characters URIs exclude).
   if (v.empty()) return false;
-  for (char c : v) {
-    auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7f) return false;
-  }
+  for (char c : v)
+    if (!chars::is(c, chars::kVisible)) return false;
   return true;
 }
 
@@ -81,15 +80,15 @@ const Header* Message::find(std::string_view name) const {
 }
 
 Status Message::parse_start_line(std::string_view line) {
-  if (line.size() >= 4 && iequals(line.substr(0, 4), "SIP/")) {
+  if (line.size() >= 4 && iequals(slice(line, 0, 4), "SIP/")) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     is_request_ = false;
     size_t sp = line.find(' ');
-    std::string_view version = line.substr(0, sp);
+    std::string_view version = slice(line, 0, sp);
     if (sp == npos || !valid_version(version))
       return Error{"malformed SIP version", 400, "Status-Line"};
     if (!is_sip20(version)) return Error{"SIP version not supported", 505, "Status-Line"};
-    std::string_view code = line.substr(sp + 1, 3);
+    std::string_view code = slice(line, sp + 1, 3);
     if (code.size() != 3 || !is_digit(code[0]) || !is_digit(code[1]) || !is_digit(code[2]) ||
         (line.size() > sp + 4 && line[sp + 4] != ' '))
       return Error{"status code is not three digits", 400, "Status-Line"};
@@ -97,20 +96,20 @@ Status Message::parse_start_line(std::string_view line) {
     if (status < 100 || status > 699)
       return Error{"status code out of range", 400, "Status-Line"};
     status_ = status;
-    reason_ = line.size() > sp + 5 ? line.substr(sp + 5) : std::string_view{};
+    reason_ = line.size() > sp + 5 ? slice(line, sp + 5) : std::string_view{};
     return {};
   }
   // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP between the three
   // (RFC 4475 §3.1.2.8-10: extra LWS is an error).
   size_t sp1 = line.find(' ');
   if (sp1 == npos || sp1 == 0) return Error{"malformed", 400, "Request-Line"};
-  method_text_ = line.substr(0, sp1);
+  method_text_ = slice(line, 0, sp1);
   if (!is_token(method_text_)) return Error{"bad method", 400, "Request-Line"};
   method_ = method_from_name(method_text_);
   size_t sp2 = line.find(' ', sp1 + 1);
   if (sp2 == npos) return Error{"missing SIP version", 400, "Request-Line"};
-  ruri_text_ = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  std::string_view version = line.substr(sp2 + 1);
+  ruri_text_ = slice(line, sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = slice(line, sp2 + 1);
   if (ruri_text_.empty() || version.empty() || version.find(' ') != npos)
     return Error{"extra whitespace", 400, "Request-Line"};
   if (!valid_version(version)) return Error{"malformed SIP version", 400, "Request-Line"};
@@ -123,14 +122,6 @@ Status Message::parse_start_line(std::string_view line) {
   return {};
 }
 
-void Message::add_header(HeaderId id, std::string_view name, std::string_view value,
-                         size_t begin, size_t end) {
-  auto idx = static_cast<size_t>(id);
-  if (first_[idx] < 0) first_[idx] = static_cast<int16_t>(headers_.size());
-  if (counts_[idx] < 0xffff) ++counts_[idx];
-  headers_.push_back(Header{id, name, value, static_cast<uint32_t>(begin), static_cast<uint32_t>(end)});
-}
-
 Status Message::parse_headers(std::string_view s, size_t& pos, const ParseOptions& opts,
                               bool& unterminated) {
   const char* const b = s.data();
@@ -139,10 +130,11 @@ Status Message::parse_headers(std::string_view s, size_t& pos, const ParseOption
   const size_t max_headers = std::min<size_t>(opts.max_headers, 0x7fff);
   if (headers_.capacity() == 0) headers_.reserve(32);
   unterminated = false;
+  const Error not_ended{"header section not ended by an empty line"};
   while (true) {
     if (pos >= n) {
       unterminated = true;
-      return Error{"header section not ended by an empty line"};
+      return not_ended;
     }
     const char c = b[pos];
     if (c == '\r' && pos + 1 < n && b[pos + 1] == '\n') {  // the empty line
@@ -156,32 +148,48 @@ Status Message::parse_headers(std::string_view s, size_t& pos, const ParseOption
       return {};
     }
     if (is_ws(c)) return Error{"header section starts with whitespace"};
-    // header-name HCOLON: token, then SP/HT, then ':'.
     const size_t ns = pos;
-    size_t ne = scan(s, pos, chars::kToken);
+    size_t lf = find_lf(s, pos);
+    const size_t line_end = lf == npos ? n : lf;
+    // header-name HCOLON: token, then SP/HT, then ':'. The LF ends the token scan.
+    size_t ne = ns;
+    if (lf != npos) {
+      while (is_token_char(b[ne])) ++ne;
+    } else {
+      while (ne < n && is_token_char(b[ne])) ++ne;
+    }
     size_t p = ne;
-    while (p < n && is_ws(b[p])) ++p;
-    if (ne == ns || p >= n || b[p] != ':') {
-      if (find_lf(s, pos) == npos) {
+    while (p < line_end && is_ws(b[p])) ++p;
+    if (ne == ns || p >= line_end || b[p] != ':') {
+      if (lf == npos) {
         unterminated = true;
-        return Error{"header section not ended by an empty line"};
+        return not_ended;
       }
       return Error{ne == ns ? "malformed header name" : "header line without ':'"};
     }
-    // The value runs to the end of the line and over folded continuation lines (§7.3.1).
-    const size_t vb = p + 1;
-    size_t lf = find_lf(s, vb);
-    while (lf != npos && lf + 1 < n && is_ws(b[lf + 1])) lf = find_lf(s, lf + 2);
     if (headers_.size() >= max_headers) return Error{"too many headers"};
-    std::string_view name = s.substr(ns, ne - ns);
+    // The value runs to the end of the line and over folded continuation lines (§7.3.1).
+    size_t vb = p + 1;
+    while (lf != npos && lf + 1 < n && is_ws(b[lf + 1])) lf = find_lf(s, lf + 2);
+    size_t ve = lf == npos ? n : lf;
+    while (vb < ve && is_lws_char(b[vb])) ++vb;
+    while (ve > vb && is_lws_char(b[ve - 1])) --ve;
+    const size_t name_len = ne - ns;
+    const HeaderId id = ns + kHeaderIdLookahead <= n
+                            ? header_id_in_buffer(b + ns, name_len)
+                            : header_id(std::string_view(b + ns, name_len));
+    const auto idx = static_cast<size_t>(id);
+    if (first_[idx] < 0) first_[idx] = static_cast<int16_t>(headers_.size());
+    if (counts_[idx] < 0xffff) ++counts_[idx];
+    const size_t end = lf == npos ? n : lf + 1;
+    headers_.push_back(Header{id, std::string_view(b + ns, name_len),
+                              std::string_view(b + vb, ve - vb), static_cast<uint32_t>(ns),
+                              static_cast<uint32_t>(end)});
+    pos = end;
     if (lf == npos) {
-      add_header(header_id(name), name, trim(s.substr(vb)), ns, n);
-      pos = n;
       unterminated = true;
-      return Error{"header section not ended by an empty line"};
+      return not_ended;
     }
-    add_header(header_id(name), name, trim(s.substr(vb, lf - vb)), ns, lf + 1);
-    pos = lf + 1;
   }
 }
 
@@ -274,7 +282,7 @@ Status Message::parse(std::string_view bytes, const ParseOptions& opts) {
   size_t lf = find_lf(bytes, pos);
   if (lf == npos) return Error{"start line not ended"};
   size_t eol = (lf > pos && bytes[lf - 1] == '\r') ? lf - 1 : lf;
-  Status st = parse_start_line(bytes.substr(pos, eol - pos));
+  Status st = parse_start_line(slice(bytes, pos, eol - pos));
   pos = lf + 1;
   headers_begin_ = headers_end_ = static_cast<uint32_t>(pos);
   // Keep going after a start-line fault so the Via is known for the error response.
@@ -292,11 +300,11 @@ Status Message::parse(std::string_view bytes, const ParseOptions& opts) {
   if (content_length_ >= 0) {
     if (static_cast<uint64_t>(content_length_) > avail)
       return Error{"larger than the message", 400, "Content-Length"};
-    body_ = bytes.substr(pos, static_cast<size_t>(content_length_));
+    body_ = slice(bytes, pos, static_cast<size_t>(content_length_));
   } else {
-    body_ = bytes.substr(pos);
+    body_ = slice(bytes, pos);
   }
-  raw_ = bytes.substr(0, pos + body_.size());
+  raw_ = slice(bytes, 0, pos + body_.size());
   return {};
 }
 

@@ -114,8 +114,6 @@ class Message {
   Status parse_headers(std::string_view bytes, size_t& pos, const ParseOptions& opts,
                        bool& unterminated);
   Status check_headers();
-  void add_header(HeaderId id, std::string_view name, std::string_view value, size_t begin,
-                  size_t end);
 
   std::string_view raw_;
   bool is_request_ = true;

@@ -1,5 +1,7 @@
 #include "core/sip_headers.h"
 
+#include <cstring>
+
 #include "core/text.h"
 
 namespace sb::core {
@@ -12,7 +14,7 @@ constexpr size_t npos = std::string_view::npos;
 // token/host. Returns the index past it, or npos when there is none.
 size_t scan_gen_value(std::string_view s, size_t i) {
   if (i < s.size() && s[i] == '"') return scan_quoted(s, i);
-  size_t e = scan(s, i, chars::kGenValue);
+  size_t e = scan_while(s, i, chars::kGenValue);
   return e == i ? npos : e;
 }
 
@@ -22,7 +24,7 @@ bool valid_params(std::string_view s) {
   size_t i = 0;
   while (true) {
     i = skip_lws(s, i);
-    size_t e = scan(s, i, chars::kToken);
+    size_t e = scan_while(s, i, chars::kToken);
     if (e == i) return false;
     i = skip_lws(s, e);
     if (i < n && s[i] == '=') {
@@ -62,25 +64,34 @@ Status parse_via(std::string_view value, Via& v) {
   // sent-protocol = protocol-name SLASH protocol-version SLASH transport, SLASH = SWS "/" SWS
   size_t i = skip_lws(value, 0);
   const size_t pb = i;
-  size_t e = scan(value, i, chars::kToken);
-  if (e == i) return via_error("missing sent-protocol");
-  std::string_view name = value.substr(i, e - i);
-  i = skip_lws(value, e);
-  if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
-  i = skip_lws(value, i + 1);
-  e = scan(value, i, chars::kToken);
-  if (e == i) return via_error("malformed sent-protocol");
-  std::string_view version = value.substr(i, e - i);
-  v.protocol = value.substr(pb, e - pb);
-  i = skip_lws(value, e);
-  if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
-  i = skip_lws(value, i + 1);
-  e = scan(value, i, chars::kToken);
+  size_t e;
+  bool supported;
+  if (n - i > 8 && std::memcmp(value.data() + i, "SIP/2.0/", 8) == 0) {
+    // The usual spelling.
+    v.protocol = slice(value, i, 7);
+    supported = true;
+    i = skip_lws(value, i + 8);
+  } else {
+    e = scan_while(value, i, chars::kToken);
+    if (e == i) return via_error("missing sent-protocol");
+    std::string_view name = slice(value, i, e - i);
+    i = skip_lws(value, e);
+    if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
+    i = skip_lws(value, i + 1);
+    e = scan_while(value, i, chars::kToken);
+    if (e == i) return via_error("malformed sent-protocol");
+    std::string_view version = slice(value, i, e - i);
+    v.protocol = slice(value, pb, e - pb);
+    i = skip_lws(value, e);
+    if (i >= n || value[i] != '/') return via_error("malformed sent-protocol");
+    i = skip_lws(value, i + 1);
+    // A version we do not speak is reported after the sent-by is read, so an answer can
+    // still be sent there.
+    supported = name.size() == 3 && iequals(name, "SIP") && version == "2.0";
+  }
+  e = scan_while(value, i, chars::kToken);
   if (e == i) return via_error("missing transport");
-  v.transport = value.substr(i, e - i);
-  // A version we do not speak is reported after the sent-by is read, so an answer can
-  // still be sent there.
-  const bool supported = name.size() == 3 && iequals(name, "SIP") && version == "2.0";
+  v.transport = slice(value, i, e - i);
   i = skip_lws(value, e);
   if (i == e || i >= n) return via_error("missing sent-by");
 
@@ -89,40 +100,40 @@ Status parse_via(std::string_view value, Via& v) {
   if (value[i] == '[') {
     size_t rb = value.find(']', i);
     if (rb == npos) return via_error("unterminated IPv6 reference");
-    std::string_view host = value.substr(i + 1, rb - i - 1);
+    std::string_view host = slice(value, i + 1, rb - i - 1);
     if (!valid_ipv6_chars(host)) return via_error("bad IPv6 reference");
     v.host = host;
     v.host_is_ipv6 = true;
     i = rb + 1;
   } else {
-    e = scan(value, i, chars::kHost);
+    e = scan_while(value, i, chars::kHost);
     if (e == i) return via_error("missing sent-by");
-    v.host = value.substr(i, e - i);
+    v.host = slice(value, i, e - i);
     i = e;
   }
   size_t j = skip_lws(value, i);
   if (j < n && value[j] == ':') {
     j = skip_lws(value, j + 1);
-    size_t pe = scan(value, j, chars::kDigit);
-    auto port = parse_uint(value.substr(j, pe - j), 65535);
+    size_t pe = scan_while(value, j, chars::kDigit);
+    auto port = parse_uint(slice(value, j, pe - j), 65535);
     if (!port || *port == 0) return via_error("bad sent-by port");
     v.port = static_cast<uint16_t>(*port);
     i = pe;
   }
-  v.sent_by = value.substr(sb, i - sb);
+  v.sent_by = slice(value, sb, i - sb);
 
   // *( SEMI via-params ): one pass, the first of each known parameter kept.
   i = skip_lws(value, i);
   if (i < n) {
     if (value[i] != ';') return via_error("junk after sent-by");
-    v.params = value.substr(i + 1);
+    v.params = slice(value, i + 1);
     bool seen_branch = false, seen_received = false, seen_maddr = false;
     size_t k = i + 1;
     while (true) {
       k = skip_lws(value, k);
-      size_t ne = scan(value, k, chars::kToken);
+      size_t ne = scan_while(value, k, chars::kToken);
       if (ne == k) return via_error("empty or malformed parameter");
-      std::string_view pn = value.substr(k, ne - k);
+      std::string_view pn = slice(value, k, ne - k);
       k = skip_lws(value, ne);
       std::string_view pv;
       bool has_value = false;
@@ -130,7 +141,7 @@ Status parse_via(std::string_view value, Via& v) {
         size_t vs = skip_lws(value, k + 1);
         size_t ve = scan_gen_value(value, vs);
         if (ve == npos) return via_error("empty or malformed parameter");
-        pv = value.substr(vs, ve - vs);
+        pv = slice(value, vs, ve - vs);
         has_value = true;
         k = skip_lws(value, ve);
       }
@@ -200,19 +211,22 @@ Status parse_name_addr(std::string_view value, NameAddr& na) {
   if (s[0] == '"') {
     size_t q = scan_quoted(s, 0);
     if (q == npos) return Error{"unterminated or malformed quoted string"};
-    na.display = s.substr(1, q - 2);
+    na.display = slice(s, 1, q - 2);
     size_t i = skip_lws(s, q);
     if (i >= n || s[i] != '<') return Error{"display name without <URI>"};
     lt = i;
   } else if (s[0] == '<') {
     lt = 0;
   } else {
-    // display-name = *(token LWS) before '<', or no '<' at all: an addr-spec.
+    // display-name = *(token LWS) before '<', or no '<' at all: an addr-spec. UTF-8 is
+    // read as token characters too: phones send it unquoted and it delimits nothing.
     size_t i = 0;
-    while (i < n && (is_token_char(s[i]) || is_lws_char(s[i]))) ++i;
+    while (i < n && (chars::is(s[i], chars::kToken | chars::kLws) ||
+                     static_cast<unsigned char>(s[i]) >= 0x80))
+      ++i;
     if (i < n && s[i] == '<') {
       lt = i;
-      na.display = trim(s.substr(0, i));
+      na.display = trim(slice(s, 0, i));
     } else if (find_unquoted(s, '<', i) != npos) {
       return Error{"unquoted display name with special characters"};
     }
@@ -221,7 +235,7 @@ Status parse_name_addr(std::string_view value, NameAddr& na) {
   if (lt != npos) {
     size_t gt = s.find('>', lt + 1);
     if (gt == npos) return Error{"missing '>'"};
-    na.uri_text = s.substr(lt + 1, gt - lt - 1);
+    na.uri_text = slice(s, lt + 1, gt - lt - 1);
     if (na.uri_text.empty()) return Error{"empty URI"};
     if (is_lws_char(na.uri_text.front()) || is_lws_char(na.uri_text.back()))
       return Error{"whitespace inside <URI>"};
@@ -229,7 +243,7 @@ Status parse_name_addr(std::string_view value, NameAddr& na) {
     size_t i = skip_lws(s, gt + 1);
     if (i < n) {
       if (s[i] != ';') return Error{"junk after URI"};
-      na.params = trim(s.substr(i + 1));
+      na.params = trim(slice(s, i + 1));
       has_params = true;
     }
   } else {
@@ -240,11 +254,11 @@ Status parse_name_addr(std::string_view value, NameAddr& na) {
       if (s[i] == '?' || s[i] == ',') return Error{"URI with '?' or ',' outside <>"};
       ++i;
     }
-    na.uri_text = s.substr(0, i);
+    na.uri_text = slice(s, 0, i);
     i = skip_lws(s, i);
     if (i < n) {
       if (s[i] != ';') return Error{"junk after URI"};
-      na.params = trim(s.substr(i + 1));
+      na.params = trim(slice(s, i + 1));
       has_params = true;
     }
   }
@@ -296,14 +310,14 @@ Result<ContactValue> parse_contact(std::string_view value) {
 Result<CSeq> parse_cseq(std::string_view value) {
   CSeq c;
   std::string_view s = trim(value);
-  size_t i = scan(s, 0, chars::kDigit);
+  size_t i = scan_while(s, 0, chars::kDigit);
   // RFC 3261 §8.1.1.5: the sequence number must be less than 2**31.
-  auto n = parse_uint(s.substr(0, i), 0x7fffffffull);
+  auto n = parse_uint(slice(s, 0, i), 0x7fffffffull);
   if (!n) return Error{"bad sequence number", 400, "CSeq"};
   c.number = static_cast<uint32_t>(*n);
   size_t j = skip_lws(s, i);
   if (j == i) return Error{"missing method", 400, "CSeq"};
-  c.method_text = s.substr(j);
+  c.method_text = slice(s, j);
   if (!is_token(c.method_text)) return Error{"bad method", 400, "CSeq"};
   c.method = method_from_name(c.method_text);
   return c;
@@ -314,9 +328,9 @@ std::optional<std::string_view> AuthHeader::param(std::string_view name) const {
   for_each_list_element(params, [&](std::string_view el) {
     size_t eq = el.find('=');
     if (eq == npos) return true;
-    if (!iequals(trim(el.substr(0, eq)), name)) return true;
-    std::string_view v = trim(el.substr(eq + 1));
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    if (!iequals(trim(slice(el, 0, eq)), name)) return true;
+    std::string_view v = trim(slice(el, eq + 1));
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = slice(v, 1, v.size() - 2);
     out = v;
     return false;
   });
@@ -326,11 +340,11 @@ std::optional<std::string_view> AuthHeader::param(std::string_view name) const {
 Result<AuthHeader> parse_auth(std::string_view value) {
   AuthHeader a;
   std::string_view s = trim(value);
-  size_t e = scan(s, 0, chars::kToken);
+  size_t e = scan_while(s, 0, chars::kToken);
   if (e == 0) return Error{"missing auth scheme"};
   if (e < s.size() && !is_lws_char(s[e])) return Error{"malformed auth scheme"};
-  a.scheme = s.substr(0, e);
-  a.params = trim(s.substr(e));
+  a.scheme = slice(s, 0, e);
+  a.params = trim(slice(s, e));
   return a;
 }
 

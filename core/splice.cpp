@@ -1,6 +1,7 @@
 #include "core/splice.h"
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 
@@ -10,17 +11,25 @@ namespace sb::core {
 
 namespace {
 
-constexpr std::string_view kCrlf = "\r\n";
-
-void put_uint(std::string& out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<size_t>(r.ptr - buf));
-}
-
-void put_line(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name).append(": ").append(value).append(kCrlf);
-}
+// Writes into a buffer already sized to an upper bound of the output.
+struct Writer {
+  char* p;
+  void put(std::string_view s) {
+    if (s.empty()) return;  // an empty view may hold nullptr, which memcpy must not see
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  void put_uint(uint64_t v) {
+    auto r = std::to_chars(p, p + 20, v);
+    p = r.ptr;
+  }
+  void line(std::string_view name, std::string_view value) {
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
+  }
+};
 
 bool removed(const SpliceEdits& e, size_t idx) {
   return !e.remove_headers.empty() &&
@@ -30,7 +39,9 @@ bool removed(const SpliceEdits& e, size_t idx) {
 
 // An upper bound of the output size, so the buffer is allocated once.
 size_t size_bound(const Message& m, const SpliceEdits& e, std::string_view body) {
-  size_t n = m.raw().size() + body.size() + 64;  // + Max-Forwards and Content-Length lines
+  // The received bytes, plus room for the Max-Forwards and Content-Length lines and for
+  // the two lines rewritten in place (top Via, one Route), which may gain ": " and a CR.
+  size_t n = m.raw().size() + body.size() + 128;
   n += m.method_text().size() + e.request_uri.size() + 12;
   n += e.add_via.size() + 7;
   for (auto v : e.add_record_route) n += v.size() + 16;
@@ -44,18 +55,23 @@ size_t size_bound(const Message& m, const SpliceEdits& e, std::string_view body)
 void splice(const Message& m, const SpliceEdits& e, std::string& out) {
   const std::string_view raw = m.raw();
   const std::string_view body = e.body ? *e.body : m.body();
+  const size_t bound = size_bound(m, e, body);
   out.clear();
-  out.reserve(size_bound(m, e, body));
+  out.resize(bound);
+  Writer w{out.data()};
   // Start line.
   if (m.is_request() && !e.request_uri.empty()) {
-    out.append(m.method_text()).append(" ").append(e.request_uri).append(" SIP/2.0\r\n");
+    w.put(m.method_text());
+    w.put(" ");
+    w.put(e.request_uri);
+    w.put(" SIP/2.0\r\n");
   } else {
-    out.append(raw.substr(m.start(), m.headers_begin() - m.start()));
+    w.put(raw.substr(m.start(), m.headers_begin() - m.start()));
   }
   // New values go on top (§16.6 steps 4 and 8).
-  if (!e.add_via.empty()) put_line(out, "Via", e.add_via);
-  for (auto rr : e.add_record_route) put_line(out, "Record-Route", rr);
-  for (auto r : e.add_route) put_line(out, "Route", r);
+  if (!e.add_via.empty()) w.line("Via", e.add_via);
+  for (auto rr : e.add_record_route) w.line("Record-Route", rr);
+  for (auto r : e.add_route) w.line("Route", r);
 
   bool via_done = !e.remove_top_via;
   int routes_left = e.remove_routes;
@@ -68,7 +84,7 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
       // §16.7 step 3: the top Via value goes; the rest of its line stays.
       via_done = true;
       size_t comma = find_list_comma(h.value, 0);
-      if (comma != std::string_view::npos) put_line(out, h.name, trim(h.value.substr(comma + 1)));
+      if (comma != std::string_view::npos) w.line(h.name, trim(h.value.substr(comma + 1)));
       continue;
     }
     if (h.id == HeaderId::Route && routes_left > 0) {
@@ -79,31 +95,37 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
         --routes_left;
         rest = comma == std::string_view::npos ? std::string_view{} : trim(rest.substr(comma + 1));
       }
-      if (!rest.empty()) put_line(out, h.name, rest);
+      if (!rest.empty()) w.line(h.name, rest);
       continue;
     }
     if (h.id == HeaderId::MaxForwards && e.max_forwards >= 0) {
       if (!mf_written) {
-        out.append("Max-Forwards: ");
-        put_uint(out, static_cast<uint64_t>(e.max_forwards));
-        out.append(kCrlf);
+        w.put("Max-Forwards: ");
+        w.put_uint(static_cast<uint64_t>(e.max_forwards));
+        w.put("\r\n");
         mf_written = true;
       }
       continue;
     }
-    out.append(raw.substr(h.begin, h.end - h.begin));
+    w.put(raw.substr(h.begin, h.end - h.begin));
   }
   if (e.max_forwards >= 0 && !mf_written) {
-    out.append("Max-Forwards: ");
-    put_uint(out, static_cast<uint64_t>(e.max_forwards));
-    out.append(kCrlf);
+    w.put("Max-Forwards: ");
+    w.put_uint(static_cast<uint64_t>(e.max_forwards));
+    w.put("\r\n");
   }
-  for (auto line : e.add_headers) out.append(line).append(kCrlf);
+  for (auto line : e.add_headers) {
+    w.put(line);
+    w.put("\r\n");
+  }
   // Content-Length is always written and always true (§18.3 / §20.14).
-  out.append("Content-Length: ");
-  put_uint(out, body.size());
-  out.append("\r\n\r\n");
-  out.append(body);
+  w.put("Content-Length: ");
+  w.put_uint(body.size());
+  w.put("\r\n\r\n");
+  w.put(body);
+  const size_t size = static_cast<size_t>(w.p - out.data());
+  assert(size <= bound);
+  out.resize(size);
 }
 
 }  // namespace sb::core

@@ -1,6 +1,7 @@
 // Small string helpers over views: SIP's character classes, LWS, case-insensitive compare.
 #pragma once
 #include <array>
+#include <cassert>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -22,6 +23,7 @@ enum : uint16_t {
   kGenValue = 1 << 8,    // gen-value without quotes: token, host (IPv6 reference) chars
   kUriPlain = 1 << 9,    // kUri minus '%' and '@', which a URI scan handles apart
   kHostAlpha = 1 << 10,  // hostname characters that make it a name, not an IPv4 address
+  kVisible = 1 << 11,    // printable ASCII but SP (VCHAR)
 };
 constexpr std::array<uint16_t, 256> make_table() {
   std::array<uint16_t, 256> t{};
@@ -38,7 +40,7 @@ constexpr std::array<uint16_t, 256> make_table() {
   for (char c : std::string_view(":[]")) t[static_cast<unsigned char>(c)] |= kGenValue;
   for (char c : std::string_view(" \t\r\n")) t[static_cast<unsigned char>(c)] |= kLws;
   // URI characters: printable ASCII except SP and the "unwise"/delimiting <>"{}|\^`.
-  for (int c = 0x21; c < 0x7f; ++c) t[c] |= kUri;
+  for (int c = 0x21; c < 0x7f; ++c) t[c] |= kUri | kVisible;
   for (char c : std::string_view("<>\"{}|\\^`")) t[static_cast<unsigned char>(c)] &= ~kUri;
   for (int c = 0; c < 256; ++c)
     if ((t[c] & kUri) && c != '%' && c != '@') t[c] |= kUriPlain;
@@ -81,17 +83,26 @@ inline bool is_token(std::string_view s) {
 inline bool is_ws(char c) { return c == ' ' || c == '\t'; }
 inline bool is_lws_char(char c) { return chars::is(c, chars::kLws); }
 
+// s.substr(pos, len) without the range check and its exception: pos <= s.size() is the
+// caller's promise (asserted), as everywhere on the parse path.
+inline std::string_view slice(std::string_view s, size_t pos,
+                              size_t len = std::string_view::npos) {
+  assert(pos <= s.size());
+  const size_t rest = s.size() - pos;
+  return std::string_view(s.data() + pos, len < rest ? len : rest);
+}
+
 // Trim LWS (including folded line ends) on both sides.
 inline std::string_view trim(std::string_view s) {
   size_t b = 0, e = s.size();
   while (b < e && is_lws_char(s[b])) ++b;
   while (e > b && is_lws_char(s[e - 1])) --e;
-  return s.substr(b, e - b);
+  return std::string_view(s.data() + b, e - b);
 }
 inline std::string_view trim_left(std::string_view s) {
   size_t b = 0;
   while (b < s.size() && is_lws_char(s[b])) ++b;
-  return s.substr(b);
+  return std::string_view(s.data() + b, s.size() - b);
 }
 
 // Skip SWS (spaces, tabs and folded line ends) from `i`.
@@ -100,7 +111,7 @@ inline size_t skip_lws(std::string_view s, size_t i) {
   return i;
 }
 // End of the run of characters of class `mask` starting at `i`.
-inline size_t scan(std::string_view s, size_t i, uint16_t mask) {
+inline size_t scan_while(std::string_view s, size_t i, uint16_t mask) {
   while (i < s.size() && chars::is(s[i], mask)) ++i;
   return i;
 }

@@ -65,7 +65,7 @@ bool valid_ipv4(std::string_view h) {
   while (true) {
     size_t j = h.find('.', i);
     if (j == npos) j = h.size();
-    if (j - i > 3 || !parse_uint(h.substr(i, j - i), 255)) return false;
+    if (j - i > 3 || !parse_uint(slice(h, i, j - i), 255)) return false;
     ++parts;
     if (j == h.size()) break;
     i = j + 1;
@@ -80,8 +80,8 @@ bool valid_ipv6(std::string_view h) {
   if (h.size() < 2 || h.size() > 45) return false;
   size_t last_colon = h.rfind(':');
   if (last_colon == npos) return false;
-  std::string_view tail = h.substr(last_colon + 1);
-  std::string_view groups = h.substr(0, last_colon + 1);
+  std::string_view tail = slice(h, last_colon + 1);
+  std::string_view groups = slice(h, 0, last_colon + 1);
   if (tail.find('.') != npos) {
     if (!valid_ipv4(tail)) return false;
   } else {
@@ -117,7 +117,7 @@ std::optional<std::string_view> find_param(std::string_view params, std::string_
     i = skip_lws(params, i);
     size_t ns = i;
     while (i < n && params[i] != '=' && params[i] != ';' && !is_lws_char(params[i])) ++i;
-    std::string_view pname = params.substr(ns, i - ns);
+    std::string_view pname = slice(params, ns, i - ns);
     i = skip_lws(params, i);
     bool has_value = false;
     size_t vb = i, ve = i;
@@ -134,7 +134,7 @@ std::optional<std::string_view> find_param(std::string_view params, std::string_
       ve = i;
     }
     if (!pname.empty() && name_equal(pname, name))
-      return has_value ? params.substr(vb, ve - vb) : std::string_view{};
+      return has_value ? slice(params, vb, ve - vb) : std::string_view{};
     size_t semi = find_unquoted(params, ';', i);
     if (semi == npos) break;
     i = semi + 1;
@@ -187,11 +187,11 @@ Status parse_uri(std::string_view text, Uri& u) {
   size_t i = 1;
   while (i < n && (is_alnum(text[i]) || text[i] == '+' || text[i] == '-' || text[i] == '.')) ++i;
   if (i >= n || text[i] != ':') return Error{"bad URI scheme"};
-  u.scheme_raw = text.substr(0, i);
+  u.scheme_raw = slice(text, 0, i);
   if (i == 3 && iequals(u.scheme_raw, "sip")) u.scheme = Scheme::Sip;
   else if (i == 4 && iequals(u.scheme_raw, "sips")) u.scheme = Scheme::Sips;
   else if (i == 3 && iequals(u.scheme_raw, "tel")) u.scheme = Scheme::Tel;
-  std::string_view rest = text.substr(i + 1);
+  std::string_view rest = slice(text, i + 1);
   const size_t rn = rest.size();
 
   // One pass: every character allowed, every escape complete, where the userinfo ends.
@@ -218,10 +218,10 @@ Status parse_uri(std::string_view text, Uri& u) {
   }
   if (u.scheme == Scheme::Tel) {
     size_t semi = rest.find(';');
-    u.user = rest.substr(0, semi);
+    u.user = slice(rest, 0, semi);
     u.has_user = true;
     if (u.user.empty()) return Error{"empty tel number"};
-    if (semi != npos) u.params = rest.substr(semi + 1);
+    if (semi != npos) u.params = slice(rest, semi + 1);
     u.opaque = rest;
     return {};
   }
@@ -230,12 +230,12 @@ Status parse_uri(std::string_view text, Uri& u) {
   // end of the userinfo: params and headers must escape it, the user may hold ';' and '?'.
   size_t hs = 0;
   if (at != npos) {
-    std::string_view userinfo = rest.substr(0, at);
+    std::string_view userinfo = slice(rest, 0, at);
     size_t pc = userinfo.find(':');
-    u.user = userinfo.substr(0, pc);
+    u.user = slice(userinfo, 0, pc);
     u.has_user = true;
     if (pc != npos) {
-      u.password = userinfo.substr(pc + 1);
+      u.password = slice(userinfo, pc + 1);
       u.has_password = true;
     }
     if (u.user.empty()) return Error{"empty URI user"};
@@ -246,7 +246,7 @@ Status parse_uri(std::string_view text, Uri& u) {
   if (rest[hs] == '[') {
     size_t rb = rest.find(']', hs);
     if (rb == npos) return Error{"unterminated IPv6 reference"};
-    u.host = rest.substr(hs + 1, rb - hs - 1);
+    u.host = slice(rest, hs + 1, rb - hs - 1);
     if (!valid_ipv6(u.host)) return Error{"bad IPv6 reference"};
     u.host_type = HostType::IPv6;
     p = rb + 1;
@@ -260,7 +260,7 @@ Status parse_uri(std::string_view text, Uri& u) {
       seen |= cls;
       ++p;
     }
-    u.host = rest.substr(hs, p - hs);
+    u.host = slice(rest, hs, p - hs);
     if (u.host.empty()) return Error{"missing URI host"};
     if (!(seen & chars::kHostAlpha)) {
       if (u.host.find('.') == npos || !valid_ipv4(u.host)) return Error{"bad URI host"};
@@ -271,8 +271,8 @@ Status parse_uri(std::string_view text, Uri& u) {
     }
   }
   if (p < rn && rest[p] == ':') {
-    size_t pe = scan(rest, p + 1, chars::kDigit);
-    auto port = parse_uint(rest.substr(p + 1, pe - p - 1), 65535);
+    size_t pe = scan_while(rest, p + 1, chars::kDigit);
+    auto port = parse_uint(slice(rest, p + 1, pe - p - 1), 65535);
     if (!port || *port == 0) return Error{"bad URI port"};
     u.port = static_cast<uint16_t>(*port);
     p = pe;
@@ -280,7 +280,7 @@ Status parse_uri(std::string_view text, Uri& u) {
   if (p < rn && rest[p] == ';') {
     size_t q = rest.find('?', p + 1);
     if (q == npos) q = rn;
-    u.params = rest.substr(p + 1, q - p - 1);
+    u.params = slice(rest, p + 1, q - p - 1);
     // Every parameter needs a name.
     size_t b = 0;
     while (true) {
@@ -293,7 +293,7 @@ Status parse_uri(std::string_view text, Uri& u) {
     p = q;
   }
   if (p < rn && rest[p] == '?') {
-    u.headers = rest.substr(p + 1);
+    u.headers = slice(rest, p + 1);
     p = rn;
   }
   if (p != rn) return Error{"junk after URI host"};
@@ -318,9 +318,9 @@ void for_each_item(std::string_view list, char sep, F&& f) {
   while (i < list.size()) {
     size_t e = list.find(sep, i);
     if (e == npos) e = list.size();
-    std::string_view item = list.substr(i, e - i);
+    std::string_view item = slice(list, i, e - i);
     size_t eq = item.find('=');
-    if (!f(item.substr(0, eq), eq == npos ? std::string_view{} : item.substr(eq + 1))) return;
+    if (!f(slice(item, 0, eq), eq == npos ? std::string_view{} : slice(item, eq + 1))) return;
     i = e + 1;
   }
 }

@@ -34,10 +34,14 @@ class LocalIdentity {
   const std::vector<std::string>& domains() const { return domains_; }
   bool is_local_domain(std::string_view host) const;
   // The host names one of our listeners (address or advertised host) and the port, when
-  // present, is one we listen on (absent = the scheme's default 5060/5061).
-  bool is_us(std::string_view host, uint16_t port, bool sips = false) const;
+  // present, is one we listen on (absent = the default: 5061 when `secure`, else 5060), or
+  // the host is one of our domains and the port one we listen on.
+  bool is_us(std::string_view host, uint16_t port, bool secure = false) const;
   // A URI naming this proxy: one of our listeners, or one of our domains at a port we use.
   bool uri_is_us(const core::Uri& uri) const;
+  // A URI naming one of our listeners, domains excluded: what our Record-Route values
+  // name (§16.4: a strict router puts one of them into the Request-URI).
+  bool uri_is_listener(const core::Uri& uri) const;
   bool via_is_us(const core::Via& via) const;
   // The listener a message to `protocol`/`family` leaves from: same protocol and family
   // first, then same protocol; nullopt when we have none for the protocol.

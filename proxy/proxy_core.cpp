@@ -40,6 +40,11 @@ int rank(int status) {
   return cls * 10 + pref;
 }
 
+// The proxy's own timers (TimerEntry::kind): Timer C of a branch, and the wait for a final
+// response after our CANCEL (§9.1: 64*T1).
+constexpr uint8_t kTimerC = 0;
+constexpr uint8_t kCancelWait = 1;
+
 // Where a response goes according to a Via (§18.2.2, RFC 3581): received/rport when present.
 std::optional<core::Peer> via_destination(const core::Via& via) {
   core::Peer p;
@@ -62,8 +67,10 @@ std::string top_via_with_received(const core::Message& req, const core::Peer& fr
   const core::Via& via = req.top_via();
   std::string v(via.raw);
   std::string ip = from.endpoint.ip();
+  // §18.2.1: received when the sent-by host is not the source address; RFC 3581 §4: always
+  // when the Via asks for rport, so the response goes back exactly where this came from.
   std::string_view host = via.host;
-  if (!core::iequals(host, ip) && via.received.empty()) {
+  if ((via.has_rport || !core::iequals(host, ip)) && via.received.empty()) {
     v += ";received=";
     v += ip;
   }
@@ -158,10 +165,11 @@ bool ProxyCore::is_loop(const core::Message& req) const {
 
 void ProxyCore::reply(ServerTransaction& txn, const core::Message& req, int status,
                       std::string_view reason, std::span<const std::string> headers,
-                      std::string_view body) {
+                      std::string_view body, std::string_view to_tag) {
   std::vector<std::string_view> lines(headers.begin(), headers.end());
-  std::string tag;
-  if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) tag = ctx->to_tag;
+  std::string tag(to_tag);
+  if (tag.empty())
+    if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) tag = ctx->to_tag;
   if (tag.empty()) tag = "sb" + hex(settings_.worker_id) + "." + hex(txn.id());
   core::ResponseSpec spec;
   spec.status = status;
@@ -217,9 +225,11 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
     return;
   }
   ctx.server_txn_id = txn->id();
+  ctx.policy = policy_;
   ctx.invite = req.method() == core::Method::Invite;
-  ctx.loop_hash = loop_hash(req);
+  ctx.loop_hash = loop_hash(req);  // §16.6 step 8: of the request as received
   ctx.to_tag = "sb" + hex(settings_.worker_id) + "." + hex(id);
+  undo_strict_routing(ctx);
   // §16.4: Route values naming us are consumed (two in a row after a double Record-Route).
   ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
     auto na = core::parse_name_addr(v);
@@ -230,15 +240,59 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
   txn->set_user_data(&ctx);
   contexts_.emplace(id, std::move(owned));
   ctx.deciding = true;
-  policy_->on_request(ctx, [this, id](Decision d) { apply_decision(id, std::move(d), false); });
+  ctx.policy->on_request(ctx, [this, id](Decision d) { apply_decision(id, std::move(d), false); });
+}
+
+// §16.4: a strict router before us (RFC 2543) put our Record-Route URI into the
+// Request-URI and the remote target last in Route. Restore the request a loose router would
+// have sent: the last Route value becomes the Request-URI.
+void ProxyCore::undo_strict_routing(ResponseContext& ctx) {
+  const core::Message& req = ctx.request;
+  if (req.count(core::HeaderId::Route) == 0 || !req.ruri().has_param("lr") ||
+      !identity_.uri_is_listener(req.ruri()))
+    return;
+  const core::Header* last = nullptr;
+  req.for_each(core::HeaderId::Route, [&](const core::Header& h) {
+    last = &h;
+    return true;
+  });
+  std::vector<std::string_view> vals;
+  core::for_each_list_element(last->value, [&](std::string_view v) {
+    vals.push_back(v);
+    return true;
+  });
+  if (vals.empty()) return;
+  auto target = core::parse_name_addr(vals.back());
+  if (!target) return;
+  // The last Route line goes; the values before the last one on it are put back, after
+  // every other Route line, so the order of the route set is kept.
+  std::string rest;
+  for (size_t i = 0; i + 1 < vals.size(); ++i) {
+    rest += rest.empty() ? "Route: " : ", ";
+    rest += vals[i];
+  }
+  std::string new_ruri(target->uri_text);
+  const uint16_t index = static_cast<uint16_t>(last - req.headers().data());
+  std::string_view added[] = {rest};
+  core::SpliceEdits e;
+  e.request_uri = new_ruri;
+  e.remove_headers = std::span<const uint16_t>(&index, 1);
+  if (!rest.empty()) e.add_headers = added;
+  std::string out;
+  core::splice(req, e, out);
+  core::Message m;
+  if (!m.parse(out)) return;  // keep the request as it came
+  ctx.bytes = std::move(out);
+  [[maybe_unused]] core::Status st = ctx.request.parse(ctx.bytes);
 }
 
 void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
   ResponseContext* ctx = find_context(id);
-  if (!ctx) return;
+  // The policy calls `done` once per question; a second call answers nothing.
+  if (!ctx || !ctx->deciding) return;
   ctx->deciding = false;
   ServerTransaction* txn = ctx->server_alive ? layer_->find_server(ctx->server_txn_id) : nullptr;
-  if (!txn || (ctx->final_sent && !ctx->got_6xx) || ctx->cancelled) {
+  if (!txn || ctx->final_sent || ctx->cancelled) {
     if (from_failure && txn && !ctx->final_sent) send_best(*ctx);
     maybe_destroy(*ctx);
     return;
@@ -257,9 +311,17 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
       }
       break;
     case Decision::Kind::Reply: {
-      int status = d.status >= 100 && d.status <= 699 ? d.status : 500;
-      reply(*txn, ctx->request, status, d.reason, d.headers, d.body);
-      if (status >= 200) ctx->final_sent = true;
+      // A decision is the last word on the request: a provisional alone would leave the
+      // transaction waiting forever for a final.
+      const bool valid = d.status >= 200 && d.status <= 699;
+      if (!valid)
+        SB_LOG(Error, ctx->request.call_id(), "policy replied %d%s%s: not a final status", d.status,
+               d.origin.empty() ? "" : " in ", d.origin.c_str());
+      if (valid)
+        reply(*txn, ctx->request, d.status, d.reason, d.headers, d.body);
+      else
+        reply(*txn, ctx->request, 500, "Invalid Routing Decision");
+      ctx->final_sent = true;
       break;
     }
     case Decision::Kind::Redirect: {
@@ -371,11 +433,13 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
     if (br.servers.servers.empty()) {
       SB_LOG(Info, c->request.call_id(), "branch %s: %s", br.target.uri.c_str(),
              br.servers.error.c_str());
-      branch_failed(*c, br, 503, false);
+      // A name that does not exist is a definitive answer (404); anything else may pass.
+      branch_failed(*c, br, br.servers.no_such_name ? 404 : 503, false);
     } else {
       send_branch(*c, br);
     }
-    maybe_destroy(*c);
+    // Looked up again: defensive, nothing above may destroy a context (see maybe_destroy).
+    if (ResponseContext* again = find_context(id)) maybe_destroy(*again);
   });
 }
 
@@ -413,6 +477,32 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     std::vector<std::string_view> rr_views(rr.begin(), rr.end());
     e.add_record_route = rr_views;
     std::vector<std::string_view> route_views(b.target.route.begin(), b.target.route.end());
+    // §16.6 step 6: a first Route without ;lr names a strict router (RFC 2543). It routes on
+    // the Request-URI: give it its own URI there and put the target last in Route.
+    std::string_view first_route;
+    if (!route_views.empty()) {
+      first_route = route_views.front();
+    } else {
+      int skip = ctx.route_skip;
+      req.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+        if (skip-- > 0) return true;
+        first_route = v;
+        return false;
+      });
+    }
+    std::string strict_ruri, strict_tail;
+    if (!first_route.empty()) {
+      auto na = core::parse_name_addr(first_route);
+      if (na && !na->uri.has_param("lr")) {
+        strict_ruri = std::string(na->uri_text);
+        strict_tail = "Route: <" + b.target.uri + ">";
+        if (!route_views.empty())
+          route_views.erase(route_views.begin());
+        else
+          ++e.remove_routes;
+        e.request_uri = strict_ruri;
+      }
+    }
     e.add_route = route_views;
     // The policy's header edits.
     std::vector<uint16_t> removed;
@@ -430,6 +520,8 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
       added.push_back(n + ": " + v);
     }
     for (const auto& l : ctx.edits_.add_headers) added.push_back(l);
+    // After every other header: the target is the last Route value.
+    if (!strict_tail.empty()) added.push_back(strict_tail);
     std::vector<std::string_view> added_views(added.begin(), added.end());
     e.remove_headers = removed;
     e.add_headers = added_views;
@@ -452,17 +544,32 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     if (ctx.invite) {
       int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
       ++b.timer_gen;
-      timers_.schedule(ctx.id, (b.index << 16) | b.timer_gen, 0, env_.clock().now_ms() + after);
+      timers_.schedule(ctx.id, (b.index << 16) | b.timer_gen, kTimerC, env_.clock().now_ms() + after);
     }
     return;
   }
   branch_failed(ctx, b, 503, false);
 }
 
+// RFC 3263 §4.3: tell the resolver which server of its list failed, so later lists may
+// leave it out for a while. A fixed destination (a registered flow) is not from a list.
+void ProxyCore::report_fault(const Branch& b, ServerFault fault, int64_t retry_after) {
+  if (b.target.destination || b.server >= b.servers.servers.size()) return;
+  resolver_.report(b.servers.servers[b.server], fault, retry_after);
+}
+
+// RFC 3263 failover moves a branch to its target's next server, unless the request is over
+// for that branch: cancelled by the caller, answered by a 2xx or a 6xx elsewhere (§16.7
+// steps 5 and 10: no new requests then), or cancelled by us (Timer C).
+bool ProxyCore::may_fail_over(const ResponseContext& ctx, const Branch& b) const {
+  return !ctx.cancelled && !ctx.got_2xx && !ctx.got_6xx && !b.cancel_wanted && !b.cancel_sent &&
+         ctx.server_alive && b.server + 1 < b.servers.servers.size();
+}
+
 void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool failover_allowed) {
   if (b.state == Branch::State::Done) return;
   b.txn_id = 0;
-  if (failover_allowed && !ctx.cancelled && !ctx.got_2xx && b.server + 1 < b.servers.servers.size()) {
+  if (failover_allowed && may_fail_over(ctx, b)) {
     ++counters_.failovers;
     ++b.server;
     SB_LOG(Info, ctx.request.call_id(), "branch %s: %d, failing over to server %zu",
@@ -476,11 +583,16 @@ void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool 
   check_complete(ctx);
 }
 
+// Called whenever a branch ends. Never destroys the context: only maybe_destroy() at the end
+// of a top-level event does, so callers up the stack keep a valid reference.
 void ProxyCore::check_complete(ResponseContext& ctx) {
   if (ctx.final_sent || ctx.deciding) return;
   for (auto& b : ctx.branches)
     if (b->group <= ctx.current_group && b->state != Branch::State::Done) return;
-  if (!ctx.got_6xx && !ctx.cancelled) {
+  // Nobody to answer (the caller cancelled, or its transaction is gone): no new branches,
+  // no policy call.
+  const bool answerable = !ctx.cancelled && ctx.server_alive;
+  if (!ctx.got_6xx && answerable) {
     // Serial forking: the next q group.
     for (auto& b : ctx.branches)
       if (b->group > ctx.current_group && b->state == Branch::State::Waiting) {
@@ -501,7 +613,7 @@ void ProxyCore::check_complete(ResponseContext& ctx) {
       info.reason = std::string(core::default_reason(info.status));
       ctx.deciding = true;
       uint64_t id = ctx.id;
-      policy_->on_failure(ctx, info, [this, id](Decision d) { apply_decision(id, std::move(d), true); });
+      ctx.policy->on_failure(ctx, info, [this, id](Decision d) { apply_decision(id, std::move(d), true); });
       return;
     }
   }
@@ -509,7 +621,6 @@ void ProxyCore::check_complete(ResponseContext& ctx) {
 }
 
 void ProxyCore::send_best(ResponseContext& ctx) {
-  if (ctx.final_sent && !ctx.got_6xx) return;
   if (ctx.final_sent) return;
   ServerTransaction* txn = ctx.server_alive ? layer_->find_server(ctx.server_txn_id) : nullptr;
   ctx.final_sent = true;
@@ -558,9 +669,10 @@ void ProxyCore::forward_response(ResponseContext& ctx, const core::Message& resp
   core::splice(resp, e, bytes);
   ServerTransaction* txn = ctx.server_alive ? layer_->find_server(ctx.server_txn_id) : nullptr;
   if (txn && txn->respond(resp.status(), bytes)) return;
-  if (resp.status() >= 200 && resp.status() < 300) {
-    // A 2xx the server transaction can no longer take (it ended, or it sent a 487 after a
-    // CANCEL): forward it by Via so the caller still gets its dialog (§16.7 step 10).
+  if (ctx.invite && resp.status() >= 200 && resp.status() < 300) {
+    // A 2xx to an INVITE the server transaction can no longer take (it ended, or it sent a
+    // 487 after a CANCEL): forward it by Via so the caller still gets its dialog (§16.7
+    // step 10). A non-INVITE has one final response: later ones stop here.
     ++counters_.stateless_responses;
     env_.send(response_destination(ctx.request, ctx.source_), bytes, 0);
   }
@@ -568,18 +680,26 @@ void ProxyCore::forward_response(ResponseContext& ctx, const core::Message& resp
 
 void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
   auto* b = static_cast<Branch*>(ct.user_data());
-  if (!b) return;  // a response to one of our CANCELs
+  if (!b) {
+    // A response to one of our CANCELs (hop by hop: it stops here), or to an INVITE branch
+    // given up on (give_up): a 2xx of it still goes to the caller, by Via (§16.7 step 10).
+    const int st = resp.status();
+    if (ct.is_invite() && st >= 200 && st < 300) forward_stateless_response(resp);
+    return;
+  }
   ResponseContext& ctx = *b->ctx;
   int status = resp.status();
   if (status < 200) {
     if (b->state == Branch::State::Calling) b->state = Branch::State::Proceeding;
-    if (ctx.invite && b->state == Branch::State::Proceeding) {
+    if (b->cancel_wanted && !b->cancel_sent) {
+      // §9.1: the CANCEL we held back until the branch had a provisional.
+      send_cancel(ctx, *b, ct);
+    } else if (ctx.invite && b->state == Branch::State::Proceeding && !b->cancel_sent) {
       // §16.7 step 2: a provisional resets Timer C.
       int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
       ++b->timer_gen;
-      timers_.schedule(ctx.id, (b->index << 16) | b->timer_gen, 0, env_.clock().now_ms() + after);
+      timers_.schedule(ctx.id, (b->index << 16) | b->timer_gen, kTimerC, env_.clock().now_ms() + after);
     }
-    if (b->cancel_wanted && !b->cancel_sent) cancel_branch(ctx, *b);
     // §16.7 step 5: provisionals other than 100 are forwarded.
     if (status > 100 && !ctx.final_sent && !ctx.cancelled) forward_response(ctx, resp);
     return;
@@ -595,9 +715,18 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
     return;
   }
   if (b->state == Branch::State::Done) return;
+  if (status == 503 && b->txn_id == ct.id()) {
+    const core::Header* ra = resp.find(core::HeaderId::RetryAfter);
+    report_fault(*b, ServerFault::Unavailable, ra ? retry_after_ms(ra->value) : -1);
+  }
+  if (b->timed_out && status == 487) {
+    // §16.8: we cancelled it because Timer C fired; for the caller it is a timeout.
+    branch_failed(ctx, *b, 408, false);
+    return;
+  }
   const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
   bool failover = std::find(codes.begin(), codes.end(), status) != codes.end();
-  if (failover && !ctx.cancelled && !ctx.got_2xx && b->server + 1 < b->servers.servers.size()) {
+  if (failover && may_fail_over(ctx, *b)) {
     branch_failed(ctx, *b, status, true);
     return;
   }
@@ -624,22 +753,46 @@ void ProxyCore::cancel_branch(ResponseContext& ctx, Branch& b) {
       return;
     case Branch::State::Proceeding: {
       if (b.cancel_sent) return;
-      ClientTransaction* ct = b.txn_id ? layer_->find_client(b.txn_id) : nullptr;
-      if (!ct) return;
-      core::Message sent;
-      if (!sent.parse(ct->request())) return;
-      std::string cancel = build_cancel(sent);
-      core::Message cm;
-      if (!cm.parse(cancel)) return;
-      layer_->start_client(std::move(cancel), cm, ct->peer());
-      b.cancel_sent = true;
-      ++counters_.cancels_sent;
+      if (ClientTransaction* ct = b.txn_id ? layer_->find_client(b.txn_id) : nullptr)
+        send_cancel(ctx, b, *ct);
       return;
     }
     case Branch::State::Done:
       return;
   }
-  (void)ctx;
+}
+
+// §9.1: the CANCEL is its own client transaction, built from the request as we sent it.
+// If the INVITE gets no final response within 64*T1 after it, the branch is given up.
+void ProxyCore::send_cancel(ResponseContext& ctx, Branch& b, ClientTransaction& ct) {
+  if (b.cancel_sent || !ct.is_invite()) return;
+  core::Message sent;
+  if (!sent.parse(ct.request())) return;
+  std::string cancel = build_cancel(sent);
+  core::Message cm;
+  if (!cm.parse(cancel)) return;
+  layer_->start_client(std::move(cancel), cm, ct.peer());
+  b.cancel_sent = true;
+  b.cancelled_txn = ct.id();
+  ++counters_.cancels_sent;
+  timers_.schedule(ctx.id, b.index << 16, kCancelWait,
+                   env_.clock().now_ms() + 64 * layer_->timers().t1_ms);
+}
+
+// §9.1: "If there is no final response for the original request in 64*T1 seconds ... the
+// client SHOULD then consider the original transaction cancelled". The branch ends as a
+// timeout, and its transaction no longer reports to (or keeps alive) the context.
+void ProxyCore::give_up(ResponseContext& ctx, Branch& b) {
+  if (ClientTransaction* ct = b.cancelled_txn ? layer_->find_client(b.cancelled_txn) : nullptr) {
+    // Still waiting for its final (a final would have ended the branch through on_response).
+    if (ct->user_data() == &b && ct->state() == TransactionState::Proceeding) {
+      SB_LOG(Info, ctx.request.call_id(), "branch %s: no final response to our CANCEL, given up",
+             b.target.uri.c_str());
+      ct->set_user_data(nullptr);
+      --ctx.live;
+    }
+  }
+  branch_failed(ctx, b, 408, false);
 }
 
 void ProxyCore::cancel_pending(ResponseContext& ctx, const Branch* except) {
@@ -653,9 +806,10 @@ void ProxyCore::handle_cancel(ServerTransaction& txn, const core::Message& cance
     reply(txn, cancel, 481, "Call/Transaction Does Not Exist");
     return;
   }
-  // §16.10: 200 to the CANCEL, CANCEL every pending branch, 487 to the INVITE.
-  reply(txn, cancel, 200, "OK");
   auto* ctx = static_cast<ResponseContext*>(inv->user_data());
+  // §16.10: 200 to the CANCEL (with the To tag of our responses to the INVITE, §9.2),
+  // CANCEL every pending branch, 487 to the INVITE.
+  reply(txn, cancel, 200, "OK", {}, {}, ctx ? std::string_view(ctx->to_tag) : std::string_view());
   if (!ctx) return;
   ctx->cancelled = true;
   cancel_pending(*ctx, nullptr);
@@ -696,6 +850,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
   if (req.max_forwards() == 0) return;
   int skip = 0;
   std::string hop;
+  bool strict = false;  // §16.6 step 6: the next hop is a strict router (no ;lr)
   req.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
     auto na = core::parse_name_addr(v);
     if (!na) return false;
@@ -704,6 +859,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
       return true;
     }
     hop = std::string(na->uri.raw);
+    strict = !na->uri.has_param("lr");
     return false;
   });
   if (hop.empty()) {
@@ -712,12 +868,19 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
   }
   auto uri = core::parse_uri(hop);
   if (!uri) return;
-  // The branch of a stateless forward is derived from the incoming one, so a retransmitted
-  // ACK leaves with the same branch (§16.11).
+  // The branch of a stateless forward is derived from the incoming request, so a
+  // retransmitted ACK leaves with the same branch and two ACKs never share one (§16.11;
+  // an RFC 2543 ACK has no branch).
   uint64_t h = fnv(1469598103934665603ull, req.top_via().branch);
+  h = fnv(h, req.top_via().sent_by);
+  h = fnv(h, req.call_id());
+  h = fnv(h, req.from().tag());
+  h = fnv(h, std::to_string(req.cseq().number));
   std::string bytes_in(req.raw());
   core::Peer src = from;
-  resolver_.resolve(*uri, [this, bytes_in = std::move(bytes_in), skip, h, src](ServerList list) {
+  if (!strict) hop.clear();
+  resolver_.resolve(*uri, [this, bytes_in = std::move(bytes_in), skip, h, src,
+                           strict_ruri = std::move(hop)](ServerList list) {
     if (list.servers.empty()) return;
     core::Message m;
     if (!m.parse(bytes_in)) return;
@@ -732,6 +895,17 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
     e.remove_top_via = true;
     e.max_forwards = m.max_forwards() >= 0 ? m.max_forwards() - 1 : 70;
     e.remove_routes = skip;
+    std::string tail;
+    std::string_view tail_view[] = {std::string_view()};
+    if (!strict_ruri.empty()) {
+      // §16.6 step 6: the strict router's URI becomes the Request-URI, the Request-URI the
+      // last Route value.
+      tail = "Route: <" + std::string(m.ruri_text()) + ">";
+      tail_view[0] = tail;
+      e.request_uri = strict_ruri;
+      e.remove_routes = skip + 1;
+      e.add_headers = tail_view;
+    }
     std::string bytes;
     core::splice(m, e, bytes);
     ++counters_.stateless_requests;
@@ -742,6 +916,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
 void ProxyCore::on_client_timeout(ClientTransaction& ct) {
   auto* b = static_cast<Branch*>(ct.user_data());
   if (!b || b->txn_id != ct.id()) return;
+  report_fault(*b, ServerFault::Timeout, -1);
   ResponseContext& ctx = *b->ctx;
   const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
   bool failover = std::find(codes.begin(), codes.end(), 408) != codes.end();
@@ -751,6 +926,7 @@ void ProxyCore::on_client_timeout(ClientTransaction& ct) {
 void ProxyCore::on_client_transport_error(ClientTransaction& ct) {
   auto* b = static_cast<Branch*>(ct.user_data());
   if (!b || b->txn_id != ct.id()) return;
+  report_fault(*b, ServerFault::TransportError, -1);
   // §16.9: a transport error counts as a 503 from that branch.
   branch_failed(*b->ctx, *b, 503, settings_.failover_on_transport_error);
 }
@@ -758,8 +934,10 @@ void ProxyCore::on_client_transport_error(ClientTransaction& ct) {
 void ProxyCore::on_server_timeout(ServerTransaction&) {}
 
 void ProxyCore::on_server_transport_error(ServerTransaction& txn) {
-  // The caller cannot be reached: pending INVITE branches have no one to answer to.
+  // The caller cannot be reached: pending INVITE branches have no one to answer to, and
+  // no branch fails over or asks the policy again.
   if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) {
+    ctx->cancelled = true;
     if (ctx->invite) cancel_pending(*ctx, nullptr);
   }
 }
@@ -799,6 +977,9 @@ void ProxyCore::on_terminated(uint64_t txn_id) {
   }
 }
 
+// The one place a context dies: when its server transaction ended, no client transaction or
+// resolution of it is live and no decision is pending. Called only at the end of a
+// top-level event (layer callback, timer, policy or resolver callback).
 void ProxyCore::maybe_destroy(ResponseContext& ctx) {
   if (ctx.server_alive || ctx.live > 0 || ctx.deciding) return;
   contexts_.erase(ctx.id);
@@ -811,15 +992,25 @@ void ProxyCore::on_timer(int64_t now) {
     uint32_t index = t.generation >> 16;
     if (index >= ctx->branches.size()) return;
     Branch& b = *ctx->branches[index];
-    if (b.timer_gen != (t.generation & 0xffff) || b.state == Branch::State::Done) return;
-    ++counters_.timer_c;
-    // §16.8: Timer C fired. With a provisional, CANCEL the branch; without one, act as if
-    // the transaction had received a 408.
-    if (b.state == Branch::State::Proceeding) {
-      cancel_branch(*ctx, b);
+    if (t.kind == kCancelWait) {
+      give_up(*ctx, b);
     } else {
-      branch_failed(*ctx, b, 408, false);
+      // A stale Timer C (reset by a provisional), or one for a branch already over or
+      // already cancelled (then the wait for the CANCEL's outcome runs instead).
+      if (b.timer_gen != (t.generation & 0xffff) || b.state == Branch::State::Done || b.cancel_sent)
+        return;
+      ++counters_.timer_c;
+      b.timed_out = true;
+      // §16.8: Timer C fired. With a provisional, CANCEL the branch; without one, act as if
+      // the transaction had received a 408 (and CANCEL it should a provisional come later).
+      if (b.state == Branch::State::Proceeding) {
+        cancel_branch(*ctx, b);
+      } else {
+        b.cancel_wanted = true;
+        branch_failed(*ctx, b, 408, false);
+      }
     }
+    if (ResponseContext* again = find_context(t.owner_id)) maybe_destroy(*again);
   });
 }
 

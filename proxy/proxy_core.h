@@ -78,7 +78,8 @@ class ProxyCore final : public TransactionUser {
  private:
   friend class ResponseContext;
   void reply(ServerTransaction& txn, const core::Message& req, int status, std::string_view reason,
-             std::span<const std::string> headers = {}, std::string_view body = {});
+             std::span<const std::string> headers = {}, std::string_view body = {},
+             std::string_view to_tag = {});
   bool is_loop(const core::Message& req) const;
   uint64_t loop_hash(const core::Message& req) const;
   void answer_options_to_self(ServerTransaction& txn, const core::Message& req);
@@ -90,7 +91,12 @@ class ProxyCore final : public TransactionUser {
   void branch_failed(ResponseContext& ctx, Branch& b, int status, bool failover_allowed);
   void check_complete(ResponseContext& ctx);
   void send_best(ResponseContext& ctx);
+  bool may_fail_over(const ResponseContext& ctx, const Branch& b) const;
+  void report_fault(const Branch& b, ServerFault fault, int64_t retry_after);
   void cancel_branch(ResponseContext& ctx, Branch& b);
+  void send_cancel(ResponseContext& ctx, Branch& b, ClientTransaction& ct);
+  void give_up(ResponseContext& ctx, Branch& b);
+  void undo_strict_routing(ResponseContext& ctx);
   void cancel_pending(ResponseContext& ctx, const Branch* except);
   void forward_response(ResponseContext& ctx, const core::Message& resp);
   void forward_stateless_request(const core::Message& req, const core::Peer& from);

@@ -29,6 +29,8 @@ struct Branch {
   std::string response;          // the final response as received (3xx-6xx), for §16.7
   bool cancel_wanted = false;    // CANCEL once a provisional arrives (§9.1)
   bool cancel_sent = false;
+  bool timed_out = false;        // Timer C fired: its 487 (or silence) counts as 408 (§16.8)
+  uint64_t cancelled_txn = 0;    // the client transaction our CANCEL is for
   uint16_t timer_gen = 0;        // Timer C generation
 };
 
@@ -40,9 +42,11 @@ class ResponseContext final : public PolicyRequest {
   const core::Message& message() const override { return request; }
   const core::Peer& source() const override { return source_; }
   RequestEdits& edits() override { return edits_; }
+  bool routed_by_us() const override { return route_skip > 0; }
 
   uint64_t id;
-  std::string bytes;             // the request as received (owned)
+  RoutingPolicy* policy = nullptr;  // the policy it started with (a reload keeps it, STYLE.md 6)
+  std::string bytes;             // the request as received (owned), after §16.4 strict-route repair
   core::Message request;         // parsed over `bytes`
   core::Peer source_;
   RequestEdits edits_;

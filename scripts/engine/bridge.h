@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/uri.h"
+#include "proxy/resolver.h"
 #include "proxy/routing_policy.h"
 #include "scripts/engine/lua_policy.h"
 
@@ -49,6 +50,8 @@ struct GenerationState {
   int on_request_ref = LUA_NOREF;
   int on_failure_ref = LUA_NOREF;
   proxy::PolicyServices* services = nullptr;  // set by the policy that runs the generation
+  LuaPolicy* policy = nullptr;                // that policy (dns.resolve resumes through it)
+  proxy::Resolver* resolver = nullptr;        // the worker's resolver, for dns.resolve
   RequestContext* running = nullptr;          // the request whose coroutine runs now
   Budget* budget = nullptr;                   // what the count hook charges
   Budget load_budget;                         // the top level's
@@ -177,5 +180,6 @@ int log_warn(lua_State* L);
 int log_error(lua_State* L);
 int config_domains(lua_State* L);
 int config_is_local(lua_State* L);
+int dns_resolve(lua_State* L);
 
 }  // namespace sb::scripts::detail

@@ -36,6 +36,10 @@ const ApiObject kObjects[] = {
      "The arguments are converted with `tostring` and concatenated (like `io.write`)."},
     {"config", true, "`config`: the running configuration",
      "A read-only view of the configuration the proxy runs with."},
+    {"dns", true, "`dns`: locating SIP servers",
+     "The proxy's own RFC 3263 resolver (config `dns`), for scripts that want to see or filter "
+     "the servers of a target before relaying. `req:relay()` resolves its targets by itself: "
+     "calling `dns.resolve` is never needed to relay."},
 };
 
 const ApiEntry kApi[] = {
@@ -198,6 +202,22 @@ const ApiEntry kApi[] = {
      "`false` for `nil`, so `config.is_local(uri.host)` works for a URI without a host.",
      "if not config.is_local(req.uri.host) then return req:reply(403) end",
      detail::config_is_local},
+    {"dns", "resolve", F, "dns.resolve(uri) -> {server, ...} | nil, err",
+     "The servers of `uri` (a string or a `uri`) in the order the proxy would try them (RFC 3263: "
+     "NAPTR, SRV by priority and weight, A/AAAA; `maddr`, `transport` and the port honoured; "
+     "servers recently found dead left out). Each server is a table `{transport = \"UDP\" | "
+     "\"TCP\" | ..., ip = string (IPv6 without brackets), port = integer}`; to send a request "
+     "to one, relay to `\"sip:user@\" .. ip .. \":\" .. port .. \";transport=\" .. transport`. "
+     "The request **waits** for the answer without blocking the worker (an IP address or a cached "
+     "name answers at once). `nil, err` when `uri` is not a SIP URI or nothing was found (the "
+     "error names the cause: no such domain, no records, a DNS timeout, a `sips:` URI while TLS "
+     "is not supported). Use it in `on_request` / `on_failure`: at the top level (while the "
+     "script loads) it returns `nil, err`, and inside a coroutine the script created it raises "
+     "(the request cannot wait there).",
+     "local servers, err = dns.resolve(\"sip:trunk.example.com\")\n"
+     "if not servers then return req:reply(503, \"No Route\") end\n"
+     "for _, s in ipairs(servers) do log.debug(s.transport, \" \", s.ip, \":\", s.port) end",
+     detail::dns_resolve},
 };
 
 // __index of API objects and modules. Upvalues: methods/functions, field getters, the name.

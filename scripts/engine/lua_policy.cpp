@@ -261,8 +261,9 @@ int host_run(lua_State* M) {
 
 }  // namespace
 
-LuaPolicy::LuaPolicy(std::shared_ptr<ScriptGeneration> generation, proxy::PolicyServices& services)
-    : services_(services) {
+LuaPolicy::LuaPolicy(std::shared_ptr<ScriptGeneration> generation, proxy::PolicyServices& services,
+                     proxy::Resolver* resolver)
+    : services_(services), resolver_(resolver) {
   publish(std::move(generation));
 }
 
@@ -281,6 +282,8 @@ void LuaPolicy::publish(std::shared_ptr<ScriptGeneration> generation) {
   GenerationState& g = generation->state();
   assert(!g.services || g.services == &services_);  // a generation belongs to one worker
   g.services = &services_;
+  g.policy = this;
+  g.resolver = resolver_;
   current_ = std::move(generation);
 }
 

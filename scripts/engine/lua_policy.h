@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "proxy/resolver.h"
 #include "proxy/routing_policy.h"
 
 struct lua_State;
@@ -118,7 +119,10 @@ struct ScriptCounters {
 // The RoutingPolicy of one worker. Every member is called on that worker's thread.
 class LuaPolicy final : public proxy::RoutingPolicy {
  public:
-  LuaPolicy(std::shared_ptr<ScriptGeneration> generation, proxy::PolicyServices& services);
+  // `resolver` (the worker's, RFC 3263) serves dns.resolve; null: dns.resolve says DNS is
+  // not available. It must outlive the policy's waiting requests (the worker stops it first).
+  LuaPolicy(std::shared_ptr<ScriptGeneration> generation, proxy::PolicyServices& services,
+            proxy::Resolver* resolver = nullptr);
   ~LuaPolicy() override;
   LuaPolicy(const LuaPolicy&) = delete;
   LuaPolicy& operator=(const LuaPolicy&) = delete;
@@ -156,6 +160,7 @@ class LuaPolicy final : public proxy::RoutingPolicy {
 
   std::shared_ptr<ScriptGeneration> current_;
   proxy::PolicyServices& services_;
+  proxy::Resolver* resolver_ = nullptr;
   std::unordered_map<uint64_t, std::unique_ptr<detail::RequestContext>> waiting_;
   uint64_t next_request_id_ = 1;
   ScriptCounters counters_;

@@ -1,6 +1,7 @@
-// The modules scripts see as globals (location, registrar, log, config) and the async
+// The modules scripts see as globals (location, registrar, log, config, dns) and the async
 // plumbing (async.h). See bridge.h for the rules that keep Lua errors away from live C++
 // objects.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,93 @@ int config_is_local(lua_State* L) {
   GenerationState* g = gen_of(L);
   lua_pushboolean(L, g->services && g->services->is_local_domain(std::string_view(host, len)));
   return 1;
+}
+
+namespace {
+
+// A dns.resolve in progress. The resolver may answer inside resolve() (an IP literal, a
+// cached name): then the function returns the servers at once instead of waiting.
+struct DnsWait {
+  LuaPolicy* policy = nullptr;
+  uint64_t id = 0;
+  bool inside = true;  // still in the resolve() call
+  bool answered = false;
+  proxy::ServerList list;
+};
+
+// {{transport =, ip =, port =}, ...} or nil, err. Pushes only (bridge.h: cannot raise).
+int push_servers(lua_State* L, const proxy::ServerList& list) {
+  if (list.servers.empty()) {
+    lua_pushnil(L);
+    const std::string& err = list.error.empty() ? std::string("no servers found") : list.error;
+    lua_pushlstring(L, err.data(), err.size());
+    return 2;
+  }
+  lua_createtable(L, static_cast<int>(list.servers.size()), 0);
+  for (size_t i = 0; i < list.servers.size(); ++i) {
+    const core::Peer& p = list.servers[i];
+    lua_createtable(L, 0, 3);
+    push_sv(L, core::protocol_name(p.protocol));
+    lua_setfield(L, -2, "transport");
+    std::string ip = p.endpoint.ip();
+    push_sv(L, ip);
+    lua_setfield(L, -2, "ip");
+    lua_pushinteger(L, p.endpoint.port());
+    lua_setfield(L, -2, "port");
+    lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
+  }
+  return 1;
+}
+
+}  // namespace
+
+int dns_resolve(lua_State* L) {
+  std::string_view text = uri_arg(L, 1);
+  if (text.empty()) return luaL_typeerror(L, 1, "URI string or uri");
+  GenerationState* g = gen_of(L);
+  Fault f;
+  int pushed = -1;  // results pushed already; -1 = the request waits for the answer
+  {
+    auto r = core::parse_uri(text);
+    int len = static_cast<int>(std::min<size_t>(text.size(), 200));
+    const char* err = nullptr;
+    uint64_t id = 0;
+    if (!r) {
+      f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
+    } else if (!r->is_sip()) {
+      f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    } else if (!g->resolver || !g->policy) {
+      f.fail(false, "DNS is not available here");
+    } else if ((id = begin_wait(L, &err)) == 0) {
+      f.fail(true, "dns.resolve: %s", err);
+    } else {
+      auto w = std::make_shared<DnsWait>();
+      w->policy = g->policy;
+      w->id = id;
+      g->resolver->resolve(*r, [w](proxy::ServerList list) {
+        if (w->inside) {
+          w->list = std::move(list);
+          w->answered = true;
+          return;
+        }
+        // Later, from the worker's loop: the request's coroutine carries on with the servers.
+        w->policy->resume(w->id, [&list](lua_State* T) { return push_servers(T, list); });
+      });
+      w->inside = false;
+      if (w->answered) {
+        g->running->waiting = false;  // it never suspended
+        pushed = push_servers(L, w->list);
+      }
+    }
+  }
+  if (f.set()) {
+    if (f.raise) return luaL_error(L, "%s", f.text);
+    lua_pushnil(L);
+    lua_pushstring(L, f.text);
+    return 2;
+  }
+  if (pushed >= 0) return pushed;
+  return lua_yield(L, 0);  // nothing with a destructor is alive in this frame
 }
 
 }  // namespace sb::scripts::detail

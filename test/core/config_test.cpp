@@ -89,6 +89,7 @@ TEST_CASE("config: an empty object means the shipped defaults") {
   CHECK(c.location == LocationConfig{"sqlite", "/srv/sb/var/location.db", 1000, 100000});
   CHECK(c.script == ScriptConfig{"/srv/sb/scripts/default.lua", 1000000});
   CHECK(c.logging == LoggingConfig{"info", false});
+  CHECK(c.dns == DnsConfig{{}, 2000, 2, 3600, 30, 30, false});
   CHECK(c.source == "test.json");
 }
 
@@ -116,7 +117,9 @@ TEST_CASE("config: every value can be set") {
                   "max_bindings_per_aor": 1000, "max_aors": 1, "foreign_domain": "proxy"},
     "location": {"backend": "memory", "sqlite": {"path": "/var/lib/sb/loc.db", "batch_ms": 1, "queue_capacity": 1}},
     "script": {"path": "route.lua", "max_instructions": 1e9},
-    "logging": {"level": "debug", "format": "json"}
+    "logging": {"level": "debug", "format": "json"},
+    "dns": {"servers": ["127.0.0.1:5353", "[::1]"], "timeout_ms": 10, "tries": 10, "max_ttl_s": 0,
+            "negative_ttl_s": 86400, "greylist_s": 0, "prefer_ipv6": true}
   })");
   REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
   const Config& c = *r.config;
@@ -132,12 +135,13 @@ TEST_CASE("config: every value can be set") {
   CHECK(c.location == LocationConfig{"memory", "/var/lib/sb/loc.db", 1, 1});
   CHECK(c.script == ScriptConfig{"/srv/sb/etc/route.lua", 1000000000});
   CHECK(c.logging == LoggingConfig{"debug", true});
+  CHECK(c.dns == DnsConfig{{"127.0.0.1:5353", "[::1]:53"}, 10, 10, 0, 86400, 0, true});
 }
 
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
         "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
-        "location, script, logging (did you mean \"workers\"?)");
+        "location, script, logging, dns (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
         "(did you mean \"t2_ms\"?)");
@@ -152,7 +156,7 @@ TEST_CASE("config: unknown keys are named by path") {
 }
 
 TEST_CASE("config: keys of later features say not yet") {
-  for (const char* key : {"admin", "tls", "auth", "dns", "redis"}) {
+  for (const char* key : {"admin", "tls", "auth", "redis"}) {
     CAPTURE(key);
     CHECK(only_error(std::string("{\"") + key + "\": {}}") ==
           std::string(key) + ": not supported yet (a later release adds it); remove this key");
@@ -369,6 +373,51 @@ TEST_CASE("config: load_config_file reports files it cannot read") {
   ConfigLoad bad = load_config_file((tmp.path / "bad.json").string());
   REQUIRE(bad.errors.size() == 1);
   CHECK(bad.errors[0].starts_with((tmp.path / "bad.json").string() + ":1:15: "));
+}
+
+TEST_CASE("config: dns") {
+  SUBCASE("servers: IP literals with an optional port, canonical, repeats dropped") {
+    ConfigLoad r = parse(R"({"dns": {"servers": ["192.0.2.53", "192.0.2.53:53", "0:0::1", "[::1]:5353",
+                                                  "10.0.0.1:65535"]}})");
+    REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
+    CHECK(r.config->dns.servers ==
+          std::vector<std::string>{"192.0.2.53:53", "[::1]:53", "[::1]:5353", "10.0.0.1:65535"});
+    CHECK(parse(R"({"dns": {"servers": []}})").config->dns.servers.empty());
+  }
+  SUBCASE("bad servers are named by index") {
+    const std::string want =
+        "expected an IP address with an optional port (\"192.0.2.53\", \"192.0.2.53:5353\", "
+        "\"[2001:db8::53]:53\"), got ";
+    CHECK(only_error(R"({"dns": {"servers": ["ns1.example.com"]}})") ==
+          "dns.servers[0]: " + want + "\"ns1.example.com\"");
+    CHECK(only_error(R"({"dns": {"servers": ["127.0.0.1", "127.0.0.1:0"]}})") ==
+          "dns.servers[1]: " + want + "\"127.0.0.1:0\"");
+    CHECK(only_error(R"({"dns": {"servers": ["127.0.0.1:70000"]}})") ==
+          "dns.servers[0]: " + want + "\"127.0.0.1:70000\"");
+    CHECK(only_error(R"({"dns": {"servers": ["[::1"]}})") == "dns.servers[0]: " + want + "\"[::1\"");
+    CHECK(only_error(R"({"dns": {"servers": ["[::1]:"]}})") == "dns.servers[0]: " + want + "\"[::1]:\"");
+    CHECK(only_error(R"({"dns": {"servers": ["127.0.0.1:"]}})") ==
+          "dns.servers[0]: " + want + "\"127.0.0.1:\"");
+    CHECK(only_error(R"({"dns": {"servers": [53]}})") == "dns.servers[0]: " + want + "53");
+    CHECK(only_error(R"({"dns": {"servers": "127.0.0.1"}})") ==
+          "dns.servers: expected an array of DNS server addresses (\"IP\" or \"IP:port\"), got \"127.0.0.1\"");
+  }
+  SUBCASE("ranges, types, unknown keys") {
+    CHECK(only_error(R"({"dns": {"timeout_ms": 9}})") ==
+          "dns.timeout_ms: expected an integer from 10 to 60000, got 9");
+    CHECK(only_error(R"({"dns": {"tries": 0}})") == "dns.tries: expected an integer from 1 to 10, got 0");
+    CHECK(only_error(R"({"dns": {"max_ttl_s": -1}})") ==
+          "dns.max_ttl_s: expected an integer from 0 to 604800, got -1");
+    CHECK(only_error(R"({"dns": {"negative_ttl_s": 86401}})") ==
+          "dns.negative_ttl_s: expected an integer from 0 to 86400, got 86401");
+    CHECK(only_error(R"({"dns": {"greylist_s": "30"}})") ==
+          "dns.greylist_s: expected an integer from 0 to 86400, got \"30\"");
+    CHECK(only_error(R"({"dns": {"prefer_ipv6": 1}})") == "dns.prefer_ipv6: expected true or false, got 1");
+    CHECK(only_error(R"({"dns": {"server": []}})") ==
+          "dns.server: unknown key; expected one of servers, timeout_ms, tries, max_ttl_s, negative_ttl_s, "
+          "greylist_s, prefer_ipv6 (did you mean \"servers\"?)");
+    CHECK(only_error(R"({"dns": []})") == "dns: expected an object, got []");
+  }
 }
 
 TEST_CASE("config: is_local_domain") {

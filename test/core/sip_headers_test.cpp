@@ -190,6 +190,11 @@ TEST_CASE("name-addr: with and without display names") {
   NameAddr e = na("\"\" <sip:e@example.com>");
   CHECK(e.display.empty());
   CHECK(e.angle);
+
+  // Unquoted UTF-8 is not in the grammar, but delimits nothing: read liberally.
+  NameAddr u = na("J\xC3\xB6rg M\xC3\xBCller <sip:joerg@example.com>;tag=1");
+  CHECK(u.display == "J\xC3\xB6rg M\xC3\xBCller");
+  CHECK(u.tag() == "1");
 }
 
 TEST_CASE("name-addr: quoted display names with escapes and specials") {

@@ -1,8 +1,8 @@
-#include "proxy/resolver.h"
+#include "transport/resolver.h"
 
 #include "core/text.h"
 
-namespace sb::proxy {
+namespace sb::transport {
 
 bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_known,
                       std::string& error) {
@@ -38,6 +38,17 @@ bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_kno
   return true;
 }
 
+int64_t retry_after_ms(std::string_view value) {
+  size_t i = 0;
+  while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+  int64_t s = 0;
+  size_t digits = 0;
+  for (; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i, ++digits) {
+    if (s < 100000000) s = s * 10 + (value[i] - '0');  // beyond ~3 years: saturate
+  }
+  return digits == 0 ? -1 : s * 1000;
+}
+
 void NumericResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> done) {
   ServerList list;
   core::Peer peer;
@@ -50,4 +61,4 @@ void NumericResolver::resolve(const core::Uri& uri, std::function<void(ServerLis
   done(std::move(list));
 }
 
-}  // namespace sb::proxy
+}  // namespace sb::transport
