@@ -188,8 +188,20 @@ int Runtime::run() {
     h->data = this;
     uv_signal_start(h, on_signal, sig);
   }
+  // The admin API (docs/admin.md), on this main loop.
+  if (cfg.admin.enabled) {
+    admin_ = std::make_unique<AdminServer>(&loop_, *this);
+    if (auto ast = admin_->start(cfg.admin.address, cfg.admin.port); !ast) {
+      SB_ERROR("admin: %s (%s:%u)", core::describe(ast.error()).c_str(), cfg.admin.address.c_str(),
+               cfg.admin.port);
+      admin_.reset();
+    } else {
+      SB_INFO("admin API on %s:%u", cfg.admin.address.c_str(), admin_->port());
+    }
+  }
   uv_run(&loop_, UV_RUN_DEFAULT);
 
+  if (admin_) admin_->stop();
   group_.stop();
   workers_.clear();
   location_->stop();
@@ -197,6 +209,7 @@ int Runtime::run() {
                          reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&async_)})
     uv_close(h, nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
+  admin_.reset();
   uv_loop_close(&loop_);
   SB_INFO("stopped");
   return 0;
@@ -233,6 +246,8 @@ void Runtime::start_reload() {
     errors.push_back("dns: changing the resolver settings needs a restart");
   if (!(next.location == cur.location))
     errors.push_back("location: changing the location backend needs a restart");
+  if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
+  if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (!(next.limits == cur.limits) && next.limits.queue_capacity != cur.limits.queue_capacity)
     errors.push_back("limits.queue_capacity: needs a restart");
   if (!errors.empty()) return fail(errors);

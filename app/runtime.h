@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app/admin_backend.h"
+#include "app/admin_server.h"
 #include "app/sip_worker.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -49,6 +50,7 @@ class Runtime final : public AdminBackend {
   core::SystemClock clock_;
   std::unique_ptr<location::LocationService> location_;
   transport::WorkerGroup group_;
+  std::unique_ptr<AdminServer> admin_;
   std::vector<std::unique_ptr<SipWorker>> workers_;
   uint64_t generation_ = 1;
   uint64_t reloads_ok_ = 0;

@@ -579,6 +579,29 @@ void read_dns(Checker& c, const Json& v, const std::string& path, DnsConfig& d) 
          });
 }
 
+void read_admin(Checker& c, const Json& v, const std::string& path, AdminConfig& a) {
+  c.walk(v, path,
+         {
+             {"enabled",
+              [&](const Json& x, const std::string& p) {
+                if (x.is_boolean())
+                  a.enabled = x.get<bool>();
+                else
+                  c.fail(p, "expected true or false, got " + describe(x));
+              }},
+             {"address",
+              [&](const Json& x, const std::string& p) {
+                std::optional<Endpoint> ep;
+                if (x.is_string()) ep = Endpoint::parse(x.get_ref<const std::string&>(), 0);
+                if (!ep)
+                  c.fail(p, "expected an IPv4 or IPv6 address (e.g. \"127.0.0.1\"), got " + describe(x));
+                else
+                  a.address = ep->ip();
+              }},
+             {"port", [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 65535, a.port); }},
+         });
+}
+
 void read_root(Checker& c, const Json& root, Draft& d) {
   Config& cfg = d.config;
   c.walk(root, "",
@@ -595,9 +618,10 @@ void read_root(Checker& c, const Json& root, Draft& d) {
              {"script", [&](const Json& x, const std::string& p) { read_script(c, x, p, d); }},
              {"logging", [&](const Json& x, const std::string& p) { read_logging(c, x, p, cfg.logging); }},
              {"dns", [&](const Json& x, const std::string& p) { read_dns(c, x, p, cfg.dns); }},
+             {"admin", [&](const Json& x, const std::string& p) { read_admin(c, x, p, cfg.admin); }},
          },
          // Keys later features add; named so the error says "not yet" rather than "typo".
-         {"admin", "tls", "auth", "redis"});
+         {"tls", "auth", "redis"});
 }
 
 // ---- syntax ---------------------------------------------------------------------------------

@@ -82,6 +82,14 @@ struct DnsConfig {
   bool operator==(const DnsConfig&) const = default;
 };
 
+// The admin HTTP API (docs/admin.md): loopback by default; it can reload and change bindings.
+struct AdminConfig {
+  bool enabled = true;
+  std::string address = "127.0.0.1";  // IP literal, IPv6 without brackets
+  uint16_t port = 8080;               // 0 = any free port (logged)
+  bool operator==(const AdminConfig&) const = default;
+};
+
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
   std::vector<ListenerConfig> listen;
@@ -93,6 +101,7 @@ struct Config {
   ScriptConfig script;
   LoggingConfig logging;
   DnsConfig dns;
+  AdminConfig admin;
   std::string source;  // the file path, or "<embedded default>"
 
   // `workers`, or std::thread::hardware_concurrency() (at least 1) when it is 0.

@@ -141,7 +141,7 @@ TEST_CASE("config: every value can be set") {
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
         "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
-        "location, script, logging, dns (did you mean \"workers\"?)");
+        "location, script, logging, dns, admin (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
         "(did you mean \"t2_ms\"?)");
@@ -155,8 +155,18 @@ TEST_CASE("config: unknown keys are named by path") {
         "logging[\"a.b\"]: unknown key; expected one of level, format");
 }
 
+TEST_CASE("config: admin section") {
+  auto r = sb::core::parse_config(R"({"admin": {"enabled": false, "address": "[::1]", "port": 0}})", "/tmp", "t");
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.config->admin.enabled);
+  CHECK(r.config->admin.address == "::1");
+  CHECK(r.config->admin.port == 0);
+  CHECK(only_error(R"({"admin": {"address": "localhost"}})").rfind("admin.address: expected an IPv4 or IPv6", 0) == 0);
+  CHECK(only_error(R"({"admin": {"port": 70000}})").rfind("admin.port:", 0) == 0);
+}
+
 TEST_CASE("config: keys of later features say not yet") {
-  for (const char* key : {"admin", "tls", "auth", "redis"}) {
+  for (const char* key : {"tls", "auth", "redis"}) {
     CAPTURE(key);
     CHECK(only_error(std::string("{\"") + key + "\": {}}") ==
           std::string(key) + ": not supported yet (a later release adds it); remove this key");

@@ -56,6 +56,7 @@ class Proxy:
             "listen": listen,
             "domains": ["localhost", "127.0.0.1", "::1"],
             "location": {"backend": "memory"},
+            "admin": {"address": "127.0.0.1", "port": free_port()},
             "script": {"path": os.path.join(SOURCE_DIR, "scripts", "default.lua")},
             "logging": {"level": "info", "format": "text"},
         }
