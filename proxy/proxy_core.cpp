@@ -734,6 +734,38 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
   b->status = status;
   b->response.assign(resp.raw());
   b->txn_id = 0;
+  if (status < 400 && ctx.options.recurse_3xx && !ctx.cancelled && !ctx.got_6xx) {
+    // §16.7 step 4: recurse on the redirect's Contacts: each becomes a branch of the group
+    // running now. The 3xx stays a candidate for the best response if they all fail.
+    std::vector<Target> more;
+    resp.for_each_value(core::HeaderId::Contact, [&](std::string_view v) {
+      auto c = core::parse_contact(v);
+      if (!c || c->star || !c->addr.uri.is_sip()) return true;
+      std::string uri(c->addr.uri_text);
+      bool seen = std::any_of(ctx.branches.begin(), ctx.branches.end(),
+                              [&](const auto& x) { return x->target.uri == uri; });
+      if (!seen && ctx.redirect_branches + static_cast<int>(more.size()) < kMaxRedirectBranches) {
+        Target t;
+        t.uri = std::move(uri);
+        t.q1000 = c->q1000;
+        more.push_back(std::move(t));
+      }
+      return true;
+    });
+    for (auto& t : more) {
+      auto nb = std::make_unique<Branch>();
+      nb->ctx = &ctx;
+      nb->index = static_cast<uint32_t>(ctx.branches.size());
+      nb->group = ctx.current_group;
+      nb->target = std::move(t);
+      ctx.branches.push_back(std::move(nb));
+      ++ctx.redirect_branches;
+    }
+    if (!more.empty()) {
+      start_branches(ctx);
+      return;
+    }
+  }
   if (status >= 600) {
     ctx.got_6xx = true;
     if (ctx.invite) cancel_pending(ctx, b);  // §16.7 step 5

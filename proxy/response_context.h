@@ -60,6 +60,7 @@ class ResponseContext final : public PolicyRequest {
   bool got_6xx = false;
   bool cancelled = false;
   int failure_rounds = 0;        // on_failure calls so far (bounded)
+  int redirect_branches = 0;     // branches added by 3xx recursion (bounded)
   int live = 0;                  // live client transactions + pending resolutions
   int route_skip = 0;            // Route values naming us, removed when forwarding (§16.4)
   uint32_t current_group = 0;

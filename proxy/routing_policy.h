@@ -35,6 +35,9 @@ struct RelayOptions {
   int64_t timeout_ms = 0;                  // branch timeout (INVITE: Timer C); 0 = config value
   std::vector<int> failover_codes;         // responses that move a branch to the next server; empty = config default
   bool record_route = false;               // insert Record-Route (§16.6 step 4)
+  // §16.7 step 4: on a 3xx, try its Contacts as new branches instead of returning it
+  // (at most kMaxRedirectBranches per request, never a URI already tried).
+  bool recurse_3xx = false;
 };
 
 struct Decision {
@@ -96,6 +99,8 @@ struct FailureInfo {
 };
 
 using DecisionFn = std::function<void(Decision)>;
+
+inline constexpr int kMaxRedirectBranches = 8;
 
 // Services a policy may use: the registrar and the location service. The proxy side
 // implements it; policies get it at construction.

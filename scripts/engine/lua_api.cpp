@@ -133,7 +133,9 @@ const ApiEntry kApi[] = {
      "{503, 408, ...}}`: `parallel` (the default) tries every target at once; `serial` tries one "
      "target at a time, highest q first and in the given order for equal q (a trunk and its "
      "backups); `q` forks as RFC 3261 §16.6 says: one q-group after another, highest q first, "
-     "the targets of a group in parallel (registered contacts); `timeout` bounds each branch "
+     "the targets of a group in parallel (registered contacts); `recurse = true` tries the "
+     "Contacts of a 3xx answer as new branches instead of returning the 3xx (RFC 3261 §16.7 "
+     "step 4, at most 8 per request); `timeout` bounds each branch "
      "(default: the configured one); `failover_codes` lists the responses that move a branch to "
      "the target's next server (default: the configured ones). A target URI that does not "
      "parse, or an empty list, returns `nil, err`; a wrong option raises.",

@@ -309,6 +309,9 @@ bool read_relay_options(lua_State* L, int idx, proxy::RelayOptions& o, Fault& f)
       else if (mode == "serial") o.mode = proxy::RelayOptions::Mode::Serial;
       else if (mode == "q") o.mode = proxy::RelayOptions::Mode::ByQ;
       else f.fail(true, "bad relay mode: \"parallel\", \"serial\" or \"q\" expected");
+    } else if (key == "recurse") {
+      if (vt != LUA_TBOOLEAN) f.fail(true, "bad relay recurse: true or false expected");
+      else o.recurse_3xx = lua_toboolean(L, -1) != 0;
     } else if (key == "timeout") {
       int isnum = 0;
       lua_Integer ms = lua_tointegerx(L, -1, &isnum);

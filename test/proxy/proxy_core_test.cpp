@@ -1508,3 +1508,38 @@ TEST_CASE("proxy core: a fixed destination is not reported; a name that does not
   f.settle();
   CHECK(f.idle());
 }
+
+TEST_CASE("proxy core: §16.7 step 4 recursion on a 3xx when the policy asks") {
+  ProxyFixture f;
+  f.policy.decide = [](PolicyRequest&) {
+    Decision d = relay_one("sip:bob@192.0.2.20");
+    d.relay.recurse_3xx = true;
+    return d;
+  };
+  f.deliver(ReqSpec{}.text(), kCaller);
+  // Bob's UA redirects to Carol; the proxy tries Carol instead of returning the 302.
+  f.deliver(reply_to(f.last_request(kBob, "INVITE"), 302, "b",
+                     {"Contact: <sip:carol@192.0.2.21>, <sip:bob@192.0.2.20>"}),
+            kBob);
+  CHECK(f.finals_to(kCaller).empty());
+  std::string carol = f.last_request(kCarol, "INVITE");
+  REQUIRE_FALSE(carol.empty());
+  CHECK(Msg(carol).m.ruri_text() == "sip:carol@192.0.2.21");
+  // The Contact already tried (Bob) is not tried again.
+  CHECK(f.requests_to(kBob, "INVITE").size() == 1);
+  f.deliver(reply_to(carol, 200, "c"), kCarol);
+  CHECK(f.finals_to(kCaller) == Codes{200});
+  f.settle();
+  CHECK(f.idle());
+}
+
+TEST_CASE("proxy core: without recursion a 3xx is returned to the caller") {
+  ProxyFixture f;
+  f.policy.decide = [](PolicyRequest&) { return relay_one("sip:bob@192.0.2.20"); };
+  f.deliver(ReqSpec{}.text(), kCaller);
+  f.deliver(reply_to(f.last_request(kBob, "INVITE"), 302, "b", {"Contact: <sip:carol@192.0.2.21>"}), kBob);
+  CHECK(f.finals_to(kCaller) == Codes{302});
+  CHECK(f.requests_to(kCarol, "INVITE").empty());
+  f.settle();
+  CHECK(f.idle());
+}
