@@ -11,6 +11,7 @@
 #include "core/text.h"
 #include "proxy/response_context.h"
 #include "proxy/validation.h"
+#include "transport/response_route.h"
 
 namespace sb::proxy {
 
@@ -62,32 +63,10 @@ std::optional<core::Peer> via_destination(const core::Via& via) {
   return p;
 }
 
-// The request's top Via with what §18.2.1 / RFC 3581 §4 ask the receiving side to add.
+// The request's top Via with what §18.2.1 / RFC 3581 §4 ask the receiving side to add
+// (received, the rport value): the transport's rule, shared with everything that answers.
 std::string top_via_with_received(const core::Message& req, const core::Peer& from) {
-  const core::Via& via = req.top_via();
-  std::string v(via.raw);
-  std::string ip = from.endpoint.ip();
-  // §18.2.1: received when the sent-by host is not the source address; RFC 3581 §4: always
-  // when the Via asks for rport, so the response goes back exactly where this came from.
-  std::string_view host = via.host;
-  if ((via.has_rport || !core::iequals(host, ip)) && via.received.empty()) {
-    v += ";received=";
-    v += ip;
-  }
-  if (via.has_rport && via.rport.empty()) {
-    // Fill in the empty rport value in place.
-    size_t pos = 0;
-    while ((pos = v.find("rport", pos)) != std::string::npos) {
-      size_t end = pos + 5;
-      bool at_param = pos > 0 && (v[pos - 1] == ';' || core::is_lws_char(v[pos - 1]));
-      if (at_param && (end == v.size() || v[end] == ';' || core::is_lws_char(v[end]))) {
-        v.insert(end, "=" + std::to_string(from.endpoint.port()));
-        break;
-      }
-      pos = end;
-    }
-  }
-  return v;
+  return transport::stamped_via(req.top_via(), from);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include "proxy/transaction.h"
 
+#include "transport/response_route.h"
+
 namespace sb::proxy {
 
 std::string_view state_name(TransactionState s) {
@@ -123,12 +125,9 @@ std::string build_cancel(const core::Message& request) {
 }
 
 core::Peer response_destination(const core::Message& request, const core::Peer& from) {
-  if (core::is_reliable(from.protocol)) return from;
-  core::Peer to = from;
-  const core::Via& via = request.top_via();
-  if (!via.has_rport)
-    to.endpoint.set_port(via.port != 0 ? via.port : core::default_port(from.protocol));
-  return to;
+  // §18.2.2 / RFC 3581 §4 (maddr, received, rport, the connection for streams): one rule,
+  // the transport's.
+  return transport::response_destination(request.top_via(), from);
 }
 
 }  // namespace sb::proxy

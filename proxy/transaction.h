@@ -349,8 +349,8 @@ std::string build_ack(const core::Message& request, const core::Message& respons
 // and CSeq method CANCEL. For the proxy core (§16.10); sent as its own client transaction.
 std::string build_cancel(const core::Message& request);
 // RFC 3261 §18.2.2 / RFC 3581 §4: where responses to a request go. Streams: back over the
-// connection it came on. UDP: the source address, at the source port when the top Via has
-// rport, else at the sent-by port (default 5060). maddr is not honoured.
+// connection it came on. UDP: maddr, else the source address, at the source port when the top Via has
+// rport, else at the sent-by port (default 5060); maddr when it is an IP literal.
 core::Peer response_destination(const core::Message& request, const core::Peer& from);
 
 }  // namespace sb::proxy

@@ -175,7 +175,7 @@ TEST_CASE("server INVITE over TCP: no Timer G, H still waits for the ACK, I is z
   CHECK(t->reliable());
   REQUIRE(f.env.sent.size() == 1);
   CHECK(f.env.sent[0].to.connection == kUpstreamTcp.connection);
-  CHECK(f.env.sent[0].to.endpoint.port() == 40123);
+  CHECK(f.env.sent[0].to.endpoint.port() == 5060);  // the sent-by port, should it reconnect
   t->respond(486, response_to(inv, 486, "srv"));
   f.run_until(31'999);
   CHECK(f.env.count("SIP/2.0 486 Busy Here") == 1);

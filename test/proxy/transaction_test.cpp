@@ -97,7 +97,9 @@ TEST_CASE("response_destination: §18.2.2 and RFC 3581") {
     r.transport = "TCP";
     Msg req(r.text());
     core::Peer to = response_destination(req.m, kUpstreamTcp);
-    CHECK(to.endpoint.to_string() == "192.0.2.10:40123");
+    // The same connection; the endpoint is where §18.2.2 reconnects if it has closed: the
+    // source IP at the sent-by port.
+    CHECK(to.endpoint.to_string() == "192.0.2.10:5060");
     CHECK(to.connection == kUpstreamTcp.connection);
     CHECK(to.protocol == core::Protocol::Tcp);
   }
