@@ -15,6 +15,16 @@ struct ListenerSpec {
   core::Endpoint bind;
   // Host for Via / Record-Route (e.g. a public name or the NAT's address); empty = bind ip.
   std::string advertise_host;
+  // Set by WorkerGroup::update_listeners() on a listener it removed: nothing is bound there
+  // any more, but the slot keeps its index (connections accepted on it drain, messages in
+  // flight still name it). Ignored in the specs given to start() / update_listeners().
+  bool closed = false;
+
+  // A listener's identity across reloads: protocol and bind address (advertise_host may
+  // change in place).
+  bool same_socket(const ListenerSpec& o) const {
+    return protocol == o.protocol && bind == o.bind;
+  }
 
   // advertise_host, or the bind IP in URI form ("[::1]" for IPv6).
   std::string advertised_host() const {

@@ -116,35 +116,86 @@ core::Status UvWorker::open(std::string& detail) {
   udp_buf_ = std::make_unique<char[]>(kUdpBufferSize);
   stream_buf_ = std::make_unique<char[]>(kStreamBufferSize);
 
-  auto& specs = group_.listeners;
-  udp_.assign(specs.size(), nullptr);
-  servers_.assign(specs.size(), nullptr);
-  for (size_t i = 0; i < specs.size(); ++i) {
-    core::Endpoint bound;
-    int idx = static_cast<int>(i);
-    if (id_ == 0) {
-      if (int err = probe_unused(specs[i].protocol, specs[i].bind)) {
-        detail = std::string(core::protocol_name(specs[i].protocol)) + " listener " +
-                 specs[i].bind.to_string() + ": " + uv_strerror(err) +
-                 (err == UV_EADDRINUSE ? " (another process holds it)" : "");
-        return core::Error{"listener address in use", 500};
-      }
-    }
-    if (specs[i].protocol == core::Protocol::Udp) {
-      udp_[i] = UdpSocket::open(*this, idx, specs[i].bind, bound, detail);
-      if (!udp_[i]) return core::Error{"cannot bind a UDP listener", 500};
-    } else if (specs[i].protocol == core::Protocol::Tcp) {
-      servers_[i] = TcpServer::open(*this, idx, specs[i].bind, bound, detail);
-      if (!servers_[i]) return core::Error{"cannot listen on a TCP listener", 500};
-    } else {
-      detail = "listener " + specs[i].bind.to_string() + ": " +
-               std::string(core::protocol_name(specs[i].protocol)) + " is not implemented";
-      return core::Error{"transport not implemented", 500};
-    }
-    // Port 0: the first worker lets the kernel choose; the others bind the same port.
-    if (specs[i].bind.port() == 0 && bound.valid()) specs[i].bind.set_port(bound.port());
+  // Worker 0 opens first, on the main thread, and writes the ports the kernel chose back
+  // into the group's list, which the later workers copy.
+  listeners_ = group_.listeners;
+  udp_.assign(listeners_.size(), nullptr);
+  servers_.assign(listeners_.size(), nullptr);
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    listeners_[i].closed = false;
+    if (core::Status st = open_listener(i, detail); !st) return st;
+    if (id_ == 0) group_.listeners[i] = listeners_[i];
   }
   return {};
+}
+
+core::Status UvWorker::open_listener(size_t i, std::string& detail) {
+  ListenerSpec& spec = listeners_[i];
+  core::Endpoint bound;
+  int idx = static_cast<int>(i);
+  if (id_ == 0) {
+    if (int err = probe_unused(spec.protocol, spec.bind)) {
+      detail = std::string(core::protocol_name(spec.protocol)) + " listener " +
+               spec.bind.to_string() + ": " + uv_strerror(err) +
+               (err == UV_EADDRINUSE ? " (another process holds it)" : "");
+      return core::Error{"listener address in use", 500};
+    }
+  }
+  if (spec.protocol == core::Protocol::Udp) {
+    udp_[i] = UdpSocket::open(*this, idx, spec.bind, bound, detail);
+    if (!udp_[i]) return core::Error{"cannot bind a UDP listener", 500};
+  } else if (spec.protocol == core::Protocol::Tcp) {
+    servers_[i] = TcpServer::open(*this, idx, spec.bind, bound, detail);
+    if (!servers_[i]) return core::Error{"cannot listen on a TCP listener", 500};
+  } else {
+    detail = "listener " + spec.bind.to_string() + ": " +
+             std::string(core::protocol_name(spec.protocol)) + " is not implemented";
+    return core::Error{"transport not implemented", 500};
+  }
+  // Port 0: the first worker lets the kernel choose; the others bind the same port.
+  if (spec.bind.port() == 0 && bound.valid()) spec.bind.set_port(bound.port());
+  return {};
+}
+
+// ---- listener updates (WorkerGroup::update_listeners) ----
+
+void UvWorker::set_listener_table(std::vector<ListenerSpec> table) {
+  assert(on_thread());
+  assert(table.size() >= listeners_.size());  // slots are never taken away
+  listeners_ = std::move(table);
+  udp_.resize(listeners_.size(), nullptr);
+  servers_.resize(listeners_.size(), nullptr);
+}
+
+std::string UvWorker::open_listeners(const std::vector<size_t>& slots) {
+  assert(on_thread());
+  if (stopping_) return "worker " + std::to_string(id_) + " is stopping";
+  std::string detail;
+  for (size_t k = 0; k < slots.size(); ++k) {
+    size_t i = slots[k];
+    assert(i < listeners_.size() && !udp_[i] && !servers_[i]);
+    if (open_listener(i, detail)) {
+      listeners_[i].closed = false;
+      continue;
+    }
+    // All or nothing on this worker too: the update rolls back the other workers.
+    close_listeners(std::vector<size_t>(slots.begin(), slots.begin() + static_cast<ptrdiff_t>(k)));
+    return detail.empty() ? "cannot bind " + listeners_[i].bind.to_string() : detail;
+  }
+  return {};
+}
+
+void UvWorker::close_listeners(const std::vector<size_t>& slots) {
+  assert(on_thread());
+  for (size_t i : slots) {
+    if (i >= listeners_.size()) continue;
+    // release() frees each socket from its close callback (STYLE.md 9). A TCP listening
+    // socket's close drops only connections not yet accepted; accepted ones are their own
+    // handles and drain.
+    if (udp_[i]) std::exchange(udp_[i], nullptr)->release();
+    if (servers_[i]) std::exchange(servers_[i], nullptr)->release();
+    listeners_[i].closed = true;
+  }
 }
 
 void UvWorker::run() {
@@ -398,16 +449,17 @@ UdpSocket* UvWorker::pick_udp(int via_listener, const core::Endpoint& to) const 
   for (UdpSocket* s : udp_) {
     if (!s || s->family() != to.family()) continue;
     if (!first) first = s;
-    if (!is_loopback(group_.listeners[static_cast<size_t>(s->listener())].bind) || is_loopback(to))
+    if (!is_loopback(listeners_[static_cast<size_t>(s->listener())].bind) || is_loopback(to))
       return s;
   }
   return first;
 }
 
 int UvWorker::pick_tcp_listener(int via_listener, const core::Endpoint& to) const {
-  const auto& specs = group_.listeners;
+  const auto& specs = listeners_;
   auto fits = [&](size_t i) {
-    return specs[i].protocol == core::Protocol::Tcp && specs[i].bind.family() == to.family();
+    return !specs[i].closed && specs[i].protocol == core::Protocol::Tcp &&
+           specs[i].bind.family() == to.family();
   };
   if (via_listener >= 0 && static_cast<size_t>(via_listener) < specs.size() &&
       fits(static_cast<size_t>(via_listener)))
@@ -462,7 +514,7 @@ bool UvWorker::send_stream(uint32_t origin, const core::Peer& to, std::string_vi
   const core::Endpoint* local = nullptr;
   core::Endpoint local_ep;
   if (listener >= 0 && listener == via_listener) {
-    local_ep = group_.listeners[static_cast<size_t>(listener)].bind;
+    local_ep = listeners_[static_cast<size_t>(listener)].bind;
     local_ep.set_port(0);
     if (!is_wildcard(local_ep)) local = &local_ep;
   }

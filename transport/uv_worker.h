@@ -25,7 +25,8 @@ class TcpServer;
 class UdpSocket;
 class UvWorker;
 
-// What the workers of one group share; immutable while the threads run.
+// What the workers of one group share; immutable while the threads run, except
+// `listeners`, which is the main thread's view (each worker keeps its own copy).
 struct GroupState {
   std::vector<ListenerSpec> listeners;
   Limits limits;
@@ -97,13 +98,22 @@ class UvWorker final : public Worker {
             int via_listener) override;
   bool post(std::function<void(Worker&)> fn) override;
   bool post_to(uint32_t worker, std::function<void(Worker&)> fn) override;
-  const std::vector<ListenerSpec>& listeners() const override { return group_.listeners; }
+  const std::vector<ListenerSpec>& listeners() const override { return listeners_; }
   WorkerStats stats() const override;
 
   // Lifecycle, driven by WorkerGroup.
   // On the main thread before the worker's thread exists: loop, queue, sockets. Listener
   // ports that are 0 are replaced in the group's list by the ones the kernel chose.
   core::Status open(std::string& detail);
+  // Listener updates (WorkerGroup::update_listeners), on this worker's thread.
+  // Adopt the group's new slot table (same slots, possibly more; sockets unchanged).
+  void set_listener_table(std::vector<ListenerSpec> table);
+  // Bind the listeners in `slots` (ports already resolved unless this is worker 0, which
+  // fills them in its table); on failure close those opened here and return the detail.
+  std::string open_listeners(const std::vector<size_t>& slots);
+  // Close the sockets of `slots` and mark them closed; accepted connections stay.
+  void close_listeners(const std::vector<size_t>& slots);
+
   // On the worker's thread: the group's on_start, then the loop until stop.
   void run();
   // On the main thread when run() never ran: close what open() made, finish the loop.
@@ -159,6 +169,9 @@ class UvWorker final : public Worker {
   void shut_down();  // on the loop thread: close everything
   void close_inbox();
   bool on_thread() const;
+  // Binds listener slot `i` on this worker (sockets only; the port-0 port is written back
+  // into listeners_[i]).
+  core::Status open_listener(size_t i, std::string& detail);
 
   // The receiving side: parse, then deliver here or hand to the owner.
   void receive(std::string_view bytes, const core::Peer& from, int listener);
@@ -197,7 +210,8 @@ class UvWorker final : public Worker {
 
   std::unique_ptr<char[]> udp_buf_;
   std::unique_ptr<char[]> stream_buf_;
-  std::vector<UdpSocket*> udp_;         // per listener; nullptr for stream listeners
+  std::vector<ListenerSpec> listeners_;  // this worker's copy of the slot table
+  std::vector<UdpSocket*> udp_;         // per listener; nullptr for stream / closed listeners
   std::vector<TcpServer*> servers_;     // per listener; nullptr for UDP listeners
   std::unordered_map<uint32_t, Connection*> connections_;
   std::unordered_map<StreamKey, uint32_t, StreamKeyHash> by_endpoint_;

@@ -1,7 +1,10 @@
 #include "transport/worker.h"
 
 #include <cassert>
+#include <chrono>
+#include <condition_variable>
 #include <latch>
+#include <mutex>
 
 #include "core/log.h"
 #include "transport/uv_worker.h"
@@ -33,6 +36,62 @@ WorkerStats& WorkerStats::operator+=(const WorkerStats& o) {
   queue_depth += o.queue_depth;
   return *this;
 }
+
+namespace {
+
+// How long update_listeners waits for the workers at each step. Their part is a few socket
+// calls; a worker that takes longer is stuck behind something else (a long task).
+constexpr auto kUpdateStepWait = std::chrono::seconds(5);
+
+// The results of one step run on several workers. Shared with the tasks, so a task that
+// runs after the main thread gave up waiting still has somewhere to write.
+struct StepState {
+  std::mutex m;
+  std::condition_variable cv;
+  size_t left = 0;
+  std::string error;  // the first failure
+};
+
+// Runs `fn` on each worker of `ids`, on its own thread, and waits (bounded) until all ran.
+// `fn` returns "" or what failed. False and `detail` set on a failure or a timeout.
+bool run_step(std::vector<std::unique_ptr<detail::UvWorker>>& workers, const std::vector<uint32_t>& ids,
+              const std::function<std::string(detail::UvWorker&)>& fn, std::string& detail) {
+  auto st = std::make_shared<StepState>();
+  st->left = ids.size();
+  auto deadline = std::chrono::steady_clock::now() + kUpdateStepWait;
+  for (uint32_t id : ids) {
+    auto task = [st, fn](Worker& w) {
+      std::string err = fn(static_cast<detail::UvWorker&>(w));
+      std::lock_guard lock(st->m);
+      if (!err.empty() && st->error.empty()) st->error = std::move(err);
+      --st->left;
+      st->cv.notify_all();
+    };
+    // A full queue empties quickly; keep trying until the deadline.
+    while (!workers[id]->post(task)) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        detail = "worker " + std::to_string(id) + ": queue full, listener update not delivered";
+        std::lock_guard lock(st->m);
+        st->left -= 1;  // never runs
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  std::unique_lock lock(st->m);
+  if (!st->cv.wait_until(lock, deadline, [&] { return st->left == 0; })) {
+    detail = "a worker did not complete the listener update within " +
+             std::to_string(kUpdateStepWait.count()) + " s";
+    return false;
+  }
+  if (!st->error.empty()) {
+    detail = st->error;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 WorkerGroup::WorkerGroup() = default;
 
@@ -93,6 +152,117 @@ void WorkerGroup::stop() {
   threads_.clear();
   workers_.clear();
   state_.reset();
+}
+
+core::Status WorkerGroup::update_listeners(std::vector<ListenerSpec> next) {
+  error_detail_.clear();
+  if (!state_ || threads_.empty()) {
+    error_detail_ = "the worker group is not running";
+    return core::Error{"not running", 500};
+  }
+  for (const auto& l : next) {
+    if (!l.bind.valid()) {
+      error_detail_ = "a listener has no bind address";
+      return core::Error{"listener without an address", 500};
+    }
+  }
+  // The diff, by identity (protocol + bind address), over the stable slot table.
+  std::vector<ListenerSpec> table = state_->listeners;
+  std::vector<size_t> added, removed;
+  std::vector<bool> wanted(table.size(), false);
+  for (auto& spec : next) {
+    spec.closed = false;
+    size_t found = table.size();
+    for (size_t i = 0; i < table.size(); ++i)
+      if (table[i].same_socket(spec)) found = i;
+    if (found < table.size() && wanted[found]) continue;  // listed twice: once is enough
+    if (found < table.size() && !table[found].closed) {
+      table[found].advertise_host = spec.advertise_host;  // kept; only this may change
+    } else if (found < table.size()) {
+      // Back on a closed slot: same identity, so indexes in flight still mean the same.
+      table[found] = spec;
+      table[found].closed = true;  // until bound
+      added.push_back(found);
+    } else {
+      table.push_back(spec);
+      table.back().closed = true;
+      wanted.push_back(false);
+      found = table.size() - 1;
+      added.push_back(found);
+    }
+    wanted[found] = true;
+  }
+  for (size_t i = 0; i < state_->listeners.size(); ++i)
+    if (!state_->listeners[i].closed && !wanted[i]) removed.push_back(i);
+  if (added.empty() && removed.empty()) {
+    // Nothing to bind or close; advertise_host may still have changed.
+    std::vector<uint32_t> all(workers_.size());
+    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+    std::string ignored;
+    run_step(workers_, all, [table](detail::UvWorker& w) {
+      w.set_listener_table(table);
+      return std::string();
+    }, ignored);
+    state_->listeners = std::move(table);
+    return {};
+  }
+
+  std::vector<uint32_t> all(workers_.size()), others;
+  for (uint32_t i = 0; i < all.size(); ++i) {
+    all[i] = i;
+    if (i != 0) others.push_back(i);
+  }
+  auto fail = [&](std::string why) -> core::Status {
+    // Roll back: close what any worker opened (queued behind its open step, so it also
+    // undoes a step that timed out). The slots stay, closed, so indexes agree everywhere.
+    for (size_t i : added) table[i].closed = true;
+    std::string ignored;
+    run_step(workers_, all, [added](detail::UvWorker& w) {
+      w.close_listeners(added);
+      return std::string();
+    }, ignored);
+    state_->listeners = table;
+    error_detail_ = std::move(why);
+    SB_ERROR("listener update failed: %s", error_detail_.c_str());
+    return core::Error{"cannot open a new listener", 500};
+  };
+
+  std::string why;
+  // 1. Every worker learns the new slots (closed for now) before any socket opens: a
+  //    message read on a new socket may be handed to any worker with its index.
+  if (!run_step(workers_, all, [table](detail::UvWorker& w) {
+        w.set_listener_table(table);
+        return std::string();
+      }, why))
+    return fail(why);
+  // 2. Worker 0 binds first (the probe for another holder of the address, and the port the
+  //    kernel picks for port 0), then the others bind what it bound.
+  auto ports = std::make_shared<std::vector<uint16_t>>(added.size(), 0);
+  if (!run_step(workers_, {0}, [added, ports](detail::UvWorker& w) {
+        std::string err = w.open_listeners(added);
+        if (err.empty())
+          for (size_t k = 0; k < added.size(); ++k) (*ports)[k] = w.listeners()[added[k]].bind.port();
+        return err;
+      }, why))
+    return fail(why);
+  for (size_t k = 0; k < added.size(); ++k) table[added[k]].bind.set_port((*ports)[k]);
+  // (The table differs from step 1's only in those ports.)
+  if (!others.empty() && !run_step(workers_, others, [table, added](detail::UvWorker& w) {
+        w.set_listener_table(table);
+        return w.open_listeners(added);
+      }, why))
+    return fail(why);
+  for (size_t i : added) table[i].closed = false;
+  // 3. Close the removed ones. Cannot fail; a worker slow to get there still does it.
+  for (size_t i : removed) table[i].closed = true;
+  if (!removed.empty() && !run_step(workers_, all, [removed](detail::UvWorker& w) {
+        w.close_listeners(removed);
+        return std::string();
+      }, why))
+    SB_WARN("listener update: %s; the removed listeners close when it gets there", why.c_str());
+  // Every worker's table now matches this one (each closed its removed slots itself).
+  state_->listeners = std::move(table);
+  return {};
 }
 
 Worker& WorkerGroup::worker(uint32_t i) {

@@ -25,7 +25,11 @@ namespace sb::transport {
 struct Inbound {
   std::string_view bytes;  // one framed message: a datagram or one stream frame
   core::Peer from;         // protocol, source endpoint, connection (streams)
-  int listener = -1;       // index into listeners() it arrived on (-1: unknown)
+  // Index into listeners() it arrived on (-1: unknown). Indexes are stable: an update of
+  // the listeners never renumbers them (see WorkerGroup::update_listeners), so an index
+  // carried by a message in flight, or by a connection accepted before its listener was
+  // removed, still names the same protocol and address (that slot may be closed now).
+  int listener = -1;
   // Set when the message parsed: the receiving worker parses it; after a hand-off the owner
   // parses the copy again (views cannot cross threads). nullptr: parsing failed (the
   // handler parses `bytes` itself to get the error and answers 400 when the Via is usable,
@@ -115,7 +119,10 @@ class Worker {
   // Thread-safe: run `fn` on worker `worker` of the same group.
   virtual bool post_to(uint32_t worker, std::function<void(Worker&)> fn) = 0;
 
-  // The listeners, with ports chosen by the kernel filled in.
+  // The listeners, with ports chosen by the kernel filled in; indexed as Inbound::listener.
+  // Includes the slots of listeners removed by an update (closed = true). This worker's
+  // copy: it changes only between tasks on this worker's thread, so a reference stays valid
+  // for the duration of a callback.
   virtual const std::vector<ListenerSpec>& listeners() const = 0;
   virtual WorkerStats stats() const = 0;
 };
@@ -145,9 +152,32 @@ class WorkerGroup {
   // Work still queued for a worker is dropped without running.
   void stop();
 
+  // Live reload of the listeners (DESIGN.md "Configuration and live reload"). Main thread
+  // only, never from a worker thread, never concurrently with start()/stop(). Identity is
+  // protocol + bind address (ListenerSpec::same_socket); for a listener kept, only
+  // advertise_host is updated.
+  // - Listeners in `next` that are not open are bound on every worker, worker 0 first (a
+  //   port-0 listener gets its port there and the others bind the same one), SO_REUSEPORT
+  //   as at start, after the same "nothing else holds this address" probe as start().
+  // - Open listeners not in `next` are then closed on every worker: a UDP socket closes; a
+  //   TCP listening socket closes (new connects are refused) while the connections already
+  //   accepted on it stay open and keep working until they end or idle out (drain).
+  // All or nothing: when a new listener cannot be bound on some worker, what was opened is
+  // closed again, the running set is unchanged, and the error (address, errno text) is
+  // returned and kept in error_detail(). New listeners are opened before old ones close, so
+  // replacing an address with an overlapping one (0.0.0.0 -> 127.0.0.1, same port) fails.
+  // Indexes are stable: a removed listener keeps its slot in listeners() with closed = true;
+  // a new one takes back the closed slot with the same identity, else is appended.
+  // Each worker's part runs on its own thread (its queue); this thread blocks until they
+  // are done — socket calls only, so briefly — but never longer than a few seconds per step:
+  // a worker that does not answer in time fails the update (its part still runs later, and
+  // the roll-back queued behind it undoes it).
+  core::Status update_listeners(std::vector<ListenerSpec> next);
+
   Worker& worker(uint32_t i);
   uint32_t size() const;
   bool running() const { return !threads_.empty(); }
+  // The main thread's view (see update_listeners for closed slots).
   const std::vector<ListenerSpec>& listeners() const;
   // Summed over the workers.
   WorkerStats stats() const;

@@ -635,3 +635,166 @@ TEST_CASE("workers: post() refuses when the bounded queue is full, and counts it
   lock.lock();
   CHECK(cv.wait_for(lock, kWait, [&] { return via_post_to; }));
 }
+
+// ---- live listener updates (WorkerGroup::update_listeners) ----
+
+namespace {
+
+// connect() to `to`: 0 when it connected, else the errno (ECONNREFUSED when nothing listens).
+int tcp_try_connect(const core::Endpoint& to) {
+  Fd fd(::socket(to.family(), SOCK_STREAM, 0));
+  REQUIRE(fd.fd >= 0);
+  return ::connect(fd.fd, to.sa(), to.len()) == 0 ? 0 : errno;
+}
+
+size_t open_count(const std::vector<ListenerSpec>& ls) {
+  size_t n = 0;
+  for (const auto& l : ls) n += !l.closed;
+  return n;
+}
+
+// One OPTIONS over UDP to `to`, its 200 back (bounded).
+bool udp_round_trip(const core::Endpoint& to, const std::string& call_id) {
+  Fd c(::socket(AF_INET, SOCK_DGRAM, 0));
+  send_udp(c.fd, to, options(call_id, "z9hG4bK" + call_id));
+  if (!wait_readable(c.fd, 5000)) return false;
+  char buf[2048];
+  auto n = ::recv(c.fd, buf, sizeof buf, 0);
+  return n > 0 && std::string(buf, static_cast<size_t>(n)).find("Call-ID: " + call_id + "\r\n") != std::string::npos;
+}
+
+// One OPTIONS over an open TCP connection, its 200 back over the same connection.
+bool tcp_round_trip(int fd, const std::string& call_id) {
+  write_all(fd, options(call_id, "z9hG4bK" + call_id, "TCP"));
+  std::string got = read_until(fd, [&](const std::string& s) {
+    return s.find("Call-ID: " + call_id + "\r\n") != std::string::npos;
+  });
+  return got.rfind("SIP/2.0 200 OK", 0) == 0;
+}
+
+// The listener table as worker `i` sees it, read on its thread.
+std::vector<ListenerSpec> worker_listeners(WorkerGroup& g, uint32_t i) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::vector<ListenerSpec> out;
+  REQUIRE(g.worker(i).post([&](Worker& w) {
+    std::lock_guard lock(m);
+    out = w.listeners();
+    done = true;
+    cv.notify_all();
+  }));
+  std::unique_lock lock(m);
+  REQUIRE(cv.wait_for(lock, kWait, [&] { return done; }));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("workers: update_listeners opens new TCP and UDP listeners, closes removed ones, drains connections") {
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2).ok());
+  ListenerSpec base = rig.group.listeners()[0];
+
+  // Add a TCP and a UDP listener (kernel-chosen ports: worker 0 picks, worker 1 shares it).
+  REQUIRE(rig.group.update_listeners({base, listener(core::Protocol::Tcp), listener(core::Protocol::Udp)}).ok());
+  REQUIRE(rig.group.listeners().size() == 3);
+  CHECK(open_count(rig.group.listeners()) == 3);
+  CHECK(rig.group.listeners()[0].same_socket(base));  // kept: same index
+  ListenerSpec tcp = rig.group.listeners()[1], udp = rig.group.listeners()[2];
+  CHECK(tcp.protocol == core::Protocol::Tcp);
+  CHECK(udp.protocol == core::Protocol::Udp);
+  CHECK(tcp.bind.port() != 0);
+  CHECK(udp.bind.port() != 0);
+  auto w1 = worker_listeners(rig.group, 1);
+  REQUIRE(w1.size() == 3);
+  CHECK(w1[1].bind == tcp.bind);
+  CHECK(w1[2].bind == udp.bind);
+
+  // A message each way on each new listener, and on the kept one.
+  CHECK(udp_round_trip(udp.bind, "upd-udp"));
+  CHECK(udp_round_trip(base.bind, "upd-base"));
+  Fd held(tcp_connect(tcp.bind));
+  CHECK(tcp_round_trip(held.fd, "upd-tcp"));
+  {
+    std::lock_guard lock(rig.rec.m);
+    for (auto& s : rig.rec.seen)
+      if (s.call_id == "upd-tcp") CHECK(s.from.protocol == core::Protocol::Tcp);
+  }
+
+  // Remove both: the UDP port goes quiet, the TCP port refuses new connects, the connection
+  // accepted on it still carries a request and its response.
+  REQUIRE(rig.group.update_listeners({base}).ok());
+  REQUIRE(rig.group.listeners().size() == 3);  // indexes stay; the slots are closed
+  CHECK(open_count(rig.group.listeners()) == 1);
+  CHECK_FALSE(rig.group.listeners()[0].closed);
+  CHECK(rig.group.listeners()[1].closed);
+  CHECK(rig.group.listeners()[2].closed);
+  CHECK(worker_listeners(rig.group, 1)[1].closed);
+
+  Fd c(::socket(AF_INET, SOCK_DGRAM, 0));
+  send_udp(c.fd, udp.bind, options("upd-gone", "z9hG4bKupdgone"));
+  CHECK(udp_round_trip(base.bind, "upd-marker"));  // the kept one still answers
+  CHECK(rig.rec.count_call("upd-gone") == 0);
+  CHECK(tcp_try_connect(tcp.bind) == ECONNREFUSED);
+  CHECK(tcp_round_trip(held.fd, "upd-drain"));
+  CHECK(rig.group.stats().connections_open == 1);
+
+  // Added back: it takes its old slot again (same identity, same index), and answers.
+  REQUIRE(rig.group.update_listeners({base, tcp}).ok());
+  CHECK(rig.group.listeners().size() == 3);
+  CHECK_FALSE(rig.group.listeners()[1].closed);
+  CHECK(rig.group.listeners()[2].closed);
+  Fd again(tcp_connect(tcp.bind));
+  CHECK(tcp_round_trip(again.fd, "upd-again"));
+  CHECK(tcp_round_trip(held.fd, "upd-held-still"));
+}
+
+TEST_CASE("workers: a failing update_listeners changes nothing") {
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Udp), listener(core::Protocol::Tcp)}, 2).ok());
+  ListenerSpec udp = rig.group.listeners()[0], tcp = rig.group.listeners()[1];
+  // Another socket (no SO_REUSEPORT) holds the port of one new listener.
+  Fd holder(::socket(AF_INET, SOCK_DGRAM, 0));
+  auto ep = *core::Endpoint::parse("127.0.0.1", 0);
+  REQUIRE(::bind(holder.fd, ep.sa(), ep.len()) == 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(holder.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  uint16_t port = core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))->port();
+
+  // Adds a TCP listener (binds fine, first), adds the taken UDP port, removes the TCP one.
+  auto st = rig.group.update_listeners(
+      {udp, listener(core::Protocol::Tcp), listener(core::Protocol::Udp, "127.0.0.1", port)});
+  CHECK_FALSE(st.ok());
+  CAPTURE(rig.group.error_detail());
+  CHECK(rig.group.error_detail().find(std::to_string(port)) != std::string::npos);
+  CHECK(rig.group.error_detail().find("in use") != std::string::npos);
+
+  // Nothing changed: the same two open, the TCP one (which the update would have removed)
+  // still accepts, and both still carry messages.
+  CHECK(open_count(rig.group.listeners()) == 2);
+  CHECK_FALSE(rig.group.listeners()[0].closed);
+  CHECK_FALSE(rig.group.listeners()[1].closed);
+  for (size_t i = 2; i < rig.group.listeners().size(); ++i) CHECK(rig.group.listeners()[i].closed);
+  auto w1 = worker_listeners(rig.group, 1);
+  CHECK(open_count(w1) == 2);
+  CHECK(udp_round_trip(udp.bind, "fail-udp"));
+  Fd c(tcp_connect(tcp.bind));
+  CHECK(tcp_round_trip(c.fd, "fail-tcp"));
+
+  // Not "fail once, fail forever": with the port free, the same update succeeds.
+  ::close(holder.fd);
+  holder.fd = -1;
+  REQUIRE(rig.group.update_listeners({udp, listener(core::Protocol::Udp, "127.0.0.1", port)}).ok());
+  CHECK(open_count(rig.group.listeners()) == 2);
+  CHECK(udp_round_trip(*core::Endpoint::parse("127.0.0.1", port), "fail-then-ok"));
+  CHECK(tcp_try_connect(tcp.bind) == ECONNREFUSED);
+  CHECK(tcp_round_trip(c.fd, "fail-drain"));
+}
+
+TEST_CASE("workers: update_listeners needs a running group") {
+  WorkerGroup g;
+  CHECK_FALSE(g.update_listeners({listener(core::Protocol::Udp)}).ok());
+  CHECK_FALSE(g.error_detail().empty());
+}
