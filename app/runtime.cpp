@@ -7,6 +7,8 @@
 
 #include "core/log.h"
 #include "location/store.h"
+#include "proxy/credentials.h"
+#include "proxy/digest.h"
 #include "scripts/engine/lua_policy.h"
 #include "transport/dns_resolver.h"
 
@@ -24,6 +26,39 @@ scripts::ScriptLimits script_limits(const core::Config& cfg) {
   scripts::ScriptLimits l;
   l.max_instructions = cfg.script.max_instructions;
   return l;
+}
+
+// Config auth with its users file loaded and checked (start and every reload); null when
+// auth is off. Without auth.secret the nonces use a secret drawn once per process start.
+std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg,
+                                                   std::vector<std::string>& errors) {
+  if (!cfg.auth.enabled) return nullptr;
+  static const std::string per_start_secret = proxy::digest::random_secret();
+  auto setup = std::make_shared<proxy::AuthSetup>();
+  proxy::digest::Settings& s = setup->settings;
+  s.realm = cfg.auth.realm;
+  s.nonce_ttl_ms = int64_t(cfg.auth.nonce_ttl_s) * 1000;
+  s.secret = cfg.auth.secret.empty() ? per_start_secret : cfg.auth.secret;
+  s.algorithms.clear();
+  for (const auto& a : cfg.auth.algorithms)
+    if (auto alg = proxy::digest::parse_algorithm(a)) s.algorithms.push_back(*alg);
+  if (!cfg.auth.users_file.empty()) {
+    auto users = proxy::load_user_store(cfg.auth.users_file);
+    if (!users.ok()) {
+      for (auto& e : users.errors) errors.push_back("auth.users_file: " + e);
+      return nullptr;
+    }
+    if (s.realm.empty()) {
+      s.realm = users.store->realm();
+    } else if (s.realm != users.store->realm()) {
+      errors.push_back("auth.realm: \"" + s.realm + "\" differs from the realm of " +
+                       cfg.auth.users_file + " (\"" + users.store->realm() +
+                       "\"), whose HA1 values only hold for their own realm");
+      return nullptr;
+    }
+    setup->users = users.store;
+  }
+  return setup;
 }
 
 std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
@@ -149,6 +184,13 @@ int Runtime::run() {
     scripts[i] = gen.value();
   }
   SB_INFO("script %s compiled", cfg.script.path.c_str());
+  std::vector<std::string> auth_errors;
+  auto auth = auth_setup(cfg, auth_errors);
+  if (!auth_errors.empty()) {
+    for (const auto& e : auth_errors) SB_ERROR("%s", e.c_str());
+    location_->stop();
+    return 1;
+  }
 
   transport::Limits limits;
   limits.max_message_bytes = cfg.limits.max_message_bytes;
@@ -158,7 +200,7 @@ int Runtime::run() {
 
   workers_.resize(n);
   auto st = group_.start(listener_specs(cfg), n, limits, [&](transport::Worker& w) {
-    WorkerGeneration g{generation_, config_, scripts[w.id()]};
+    WorkerGeneration g{generation_, config_, scripts[w.id()], auth};
     // RFC 3263 over c-ares on this worker's loop; without it, IP literals only.
     std::string dns_error;
     std::unique_ptr<proxy::Resolver> resolver =
@@ -240,16 +282,13 @@ void Runtime::start_reload() {
   if (next.worker_count() != cur.worker_count())
     errors.push_back("workers: changing the number of workers needs a restart (running " +
                      std::to_string(cur.worker_count()) + ")");
-  if (!(next.listen == cur.listen))
-    errors.push_back("listen: changing listeners on reload is not supported yet; restart to apply");
-  if (!(next.dns == cur.dns))
-    errors.push_back("dns: changing the resolver settings needs a restart");
   if (!(next.location == cur.location))
     errors.push_back("location: changing the location backend needs a restart");
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (!(next.limits == cur.limits) && next.limits.queue_capacity != cur.limits.queue_capacity)
     errors.push_back("limits.queue_capacity: needs a restart");
+  auto auth = auth_setup(next, errors);  // the users file is re-read with the config
   if (!errors.empty()) return fail(errors);
   // 2. The script, compiled in a fresh state for every worker; all must succeed.
   uint64_t number = generation_ + 1;
@@ -261,13 +300,39 @@ void Runtime::start_reload() {
     if (!gen.ok()) return fail({"script: " + gen.error()});
     scripts[i] = gen.value();
   }
-  // 3. Publish: every worker adopts the new generation on its own thread.
+  // 3. The listeners, diffed: new ones opened on every worker, removed ones closed (their
+  //    accepted TCP connections drain). The last step that can fail; it undoes itself when
+  //    it does, so a refused reload still changes nothing.
+  if (!(next.listen == cur.listen)) {
+    auto open_set = [](const std::vector<transport::ListenerSpec>& ls) {
+      std::vector<transport::ListenerSpec> out;
+      for (const auto& l : ls)
+        if (!l.closed) out.push_back(l);
+      return out;
+    };
+    auto before = open_set(group_.listeners());
+    if (auto st = group_.update_listeners(listener_specs(next)); !st)
+      return fail({"listen: " + group_.error_detail()});
+    auto after = open_set(group_.listeners());
+    auto has = [](const std::vector<transport::ListenerSpec>& ls, const transport::ListenerSpec& l) {
+      return std::any_of(ls.begin(), ls.end(), [&](const auto& x) { return x.same_socket(l); });
+    };
+    for (const auto& l : after)
+      if (!has(before, l))
+        SB_INFO("reload: listening on %s %s", std::string(core::protocol_name(l.protocol)).c_str(),
+                l.bind.to_string().c_str());
+    for (const auto& l : before)
+      if (!has(after, l))
+        SB_INFO("reload: stopped listening on %s %s (accepted connections drain)",
+                std::string(core::protocol_name(l.protocol)).c_str(), l.bind.to_string().c_str());
+  }
+  // 4. Publish: every worker adopts the new generation on its own thread.
   generation_ = number;
   config_ = loaded.config;
   apply_logging(next);
   auto pending = std::make_shared<std::atomic<size_t>>(workers_.size());
   for (size_t i = 0; i < workers_.size(); ++i) {
-    WorkerGeneration g{number, config_, scripts[i]};
+    WorkerGeneration g{number, config_, scripts[i], auth};
     auto task = [this, g = std::move(g), pending, number](transport::Worker& w) mutable {
       workers_[w.id()]->apply(std::move(g));
       if (pending->fetch_sub(1) == 1) {

@@ -72,6 +72,7 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
       services_(registrar_, location, identity_, gen_.config->registrar.proxy_foreign_domain),
       resolver_(std::move(resolver)) {
   if (!resolver_) resolver_ = std::make_unique<proxy::NumericResolver>();
+  services_.set_auth(gen_.auth, clock_, worker.id());
   // DNS answers arrive from the loop and start transactions: re-arm their timer after them.
   resolver_->set_after_answers([this] { rearm(); });
   timed_ = std::make_unique<TimedPolicy>(*this);
@@ -113,6 +114,7 @@ void SipWorker::apply(WorkerGeneration gen) {
   identity_ = identity_from(cfg);
   registrar_.set_settings(registrar_settings_from(cfg));
   services_.set_proxy_foreign_register(cfg.registrar.proxy_foreign_domain);
+  services_.set_auth(gen.auth, clock_, worker_.id());
   if (gen.script) {
     if (lua_) {
       lua_->publish(gen.script);

@@ -31,6 +31,7 @@ struct WorkerGeneration {
   uint64_t number = 0;
   std::shared_ptr<const core::Config> config;
   std::shared_ptr<scripts::ScriptGeneration> script;  // compiled for this worker (never shared)
+  std::shared_ptr<const proxy::AuthSetup> auth;       // config auth + users file; null = off
 };
 
 struct SipWorkerCounters {

@@ -275,6 +275,7 @@ struct Draft {
   Config config;
   std::string sqlite_path = "../var/location.db";
   std::string script_path = "../scripts/default.lua";
+  std::string users_file;  // auth.users_file, unresolved
 };
 
 Draft defaults() {
@@ -602,6 +603,68 @@ void read_admin(Checker& c, const Json& v, const std::string& path, AdminConfig&
          });
 }
 
+// Realms go into quoted-strings of challenges (RFC 3261 §25.1): no quote, backslash or
+// control character, so they need no escaping.
+bool clean_realm(std::string_view s) {
+  if (s.empty()) return false;
+  for (char ch : s)
+    if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
+  return true;
+}
+
+void read_auth(Checker& c, const Json& v, const std::string& path, Draft& d) {
+  AuthConfig& a = d.config.auth;
+  a.enabled = true;
+  bool users_file_given = false;
+  bool walked = c.walk(
+      v, path,
+      {
+          {"users_file",
+           [&](const Json& x, const std::string& p) {
+             users_file_given = true;
+             if (auto s = c.path_string(x, p)) d.users_file = *s;
+           }},
+          {"realm",
+           [&](const Json& x, const std::string& p) {
+             if (x.is_string() && clean_realm(x.get_ref<const std::string&>()))
+               a.realm = x.get<std::string>();
+             else
+               c.fail(p, "expected a non-empty string without quotes, backslashes or control "
+                         "characters, got " + describe(x));
+           }},
+          {"nonce_ttl_s",
+           [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 86400, a.nonce_ttl_s); }},
+          {"secret",
+           [&](const Json& x, const std::string& p) {
+             if (x.is_string() && x.get_ref<const std::string&>().size() >= 16)
+               a.secret = x.get<std::string>();
+             else
+               c.fail(p, "expected a string of at least 16 characters (or leave it out for a "
+                         "random secret per start), got " + describe(x));
+           }},
+          {"algorithms",
+           [&](const Json& x, const std::string& p) {
+             if (!x.is_array() || x.empty()) {
+               c.fail(p, "expected a non-empty array of \"SHA-256\", \"MD5\", \"SHA-512-256\", got " +
+                             describe(x));
+               return;
+             }
+             std::vector<std::string> out;
+             for (size_t i = 0; i < x.size(); ++i) {
+               auto s = c.choice(x[i], index_path(p, i), {"SHA-256", "MD5", "SHA-512-256"});
+               if (!s) continue;
+               if (std::find(out.begin(), out.end(), *s) != out.end())
+                 c.fail(index_path(p, i), "\"" + *s + "\" is listed twice");
+               else
+                 out.push_back(*s);
+             }
+             a.algorithms = std::move(out);
+           }},
+      });
+  if (walked && !users_file_given && a.realm.empty())
+    c.fail(child_path(path, "realm"), "required when there is no users_file");
+}
+
 void read_root(Checker& c, const Json& root, Draft& d) {
   Config& cfg = d.config;
   c.walk(root, "",
@@ -619,9 +682,10 @@ void read_root(Checker& c, const Json& root, Draft& d) {
              {"logging", [&](const Json& x, const std::string& p) { read_logging(c, x, p, cfg.logging); }},
              {"dns", [&](const Json& x, const std::string& p) { read_dns(c, x, p, cfg.dns); }},
              {"admin", [&](const Json& x, const std::string& p) { read_admin(c, x, p, cfg.admin); }},
+             {"auth", [&](const Json& x, const std::string& p) { read_auth(c, x, p, d); }},
          },
          // Keys later features add; named so the error says "not yet" rather than "typo".
-         {"tls", "auth", "redis"});
+         {"tls", "redis"});
 }
 
 // ---- syntax ---------------------------------------------------------------------------------
@@ -744,6 +808,7 @@ ConfigLoad parse_and_check(std::string_view text, const std::string& base_dir,
 
   d.config.location.sqlite_path = resolve_path(base_dir, d.sqlite_path);
   d.config.script.path = resolve_path(base_dir, d.script_path);
+  if (!d.users_file.empty()) d.config.auth.users_file = resolve_path(base_dir, d.users_file);
   d.config.source = source;
   out.config = std::make_shared<const Config>(std::move(d.config));
   return out;

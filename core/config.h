@@ -90,6 +90,18 @@ struct AdminConfig {
   bool operator==(const AdminConfig&) const = default;
 };
 
+// Digest authentication (RFC 3261 §22, RFC 7616/8760; docs/configuration.md "auth"). Present
+// only when the file has an "auth" section; the script decides when to require it.
+struct AuthConfig {
+  bool enabled = false;                // the section is present
+  std::string users_file;              // resolved against the config file's directory; "" = none
+  std::string realm;                   // "" = the users file's realm
+  uint32_t nonce_ttl_s = 300;
+  std::string secret;                  // "" = random per start
+  std::vector<std::string> algorithms = {"SHA-256", "MD5"};  // challenge order
+  bool operator==(const AuthConfig&) const = default;
+};
+
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
   std::vector<ListenerConfig> listen;
@@ -102,6 +114,7 @@ struct Config {
   LoggingConfig logging;
   DnsConfig dns;
   AdminConfig admin;
+  AuthConfig auth;
   std::string source;  // the file path, or "<embedded default>"
 
   // `workers`, or std::thread::hardware_concurrency() (at least 1) when it is 0.

@@ -1,12 +1,24 @@
 // PolicyServices backed by the registrar and the location service: what a routing policy
 // (Lua or C++) calls for registrar.save and location.lookup.
 #pragma once
+#include <memory>
+
+#include "core/clock.h"
 #include "location/location_service.h"
+#include "proxy/credentials.h"
+#include "proxy/digest.h"
 #include "proxy/local_identity.h"
 #include "proxy/registrar.h"
 #include "proxy/routing_policy.h"
 
 namespace sb::proxy {
+
+// Digest authentication as configured (config "auth"), shared by the workers of a generation.
+// settings.worker is filled in by each worker.
+struct AuthSetup {
+  digest::Settings settings;
+  std::shared_ptr<const UserStore> users;  // null: no users file (scripts give HA1 themselves)
+};
 
 class RegistrarServices final : public PolicyServices {
  public:
@@ -21,11 +33,22 @@ class RegistrarServices final : public PolicyServices {
   std::vector<std::string> domains() const override { return identity_.domains(); }
   void set_proxy_foreign_register(bool on) { proxy_foreign_ = on; }
 
+  // Digest authentication for this worker (null: not configured). Call on start and reload;
+  // the nonce-count table survives a reload that keeps the secret.
+  void set_auth(std::shared_ptr<const AuthSetup> setup, const core::Clock& clock, uint32_t worker);
+  bool auth_enabled() const override { return auth_ != nullptr; }
+  AuthResult auth_verify(PolicyRequest& req, std::string_view realm, const Ha1Set* ha1) override;
+  std::optional<Decision> auth_challenge(const PolicyRequest& req, std::string_view realm) override;
+  std::optional<std::string> auth_username(const PolicyRequest& req, std::string_view realm) override;
+  digest::Authenticator* authenticator() { return auth_.get(); }
+
  private:
   Registrar& registrar_;
   location::LocationService& location_;
   const LocalIdentity& identity_;
   bool proxy_foreign_;
+  std::shared_ptr<const AuthSetup> auth_setup_;
+  std::unique_ptr<digest::Authenticator> auth_;
 };
 
 // A binding as a branch target. A UA that registered over a stream (TCP/TLS/WS), or as an

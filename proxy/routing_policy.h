@@ -89,6 +89,14 @@ class PolicyRequest {
   // The policy's own per-request state (e.g. the script generation the request pins); it
   // lives exactly as long as the request.
   std::shared_ptr<void> policy_state;
+  // What PolicyServices::auth_verify found for this request (RFC 3261 §22).
+  struct Auth {
+    bool verified = false;  // credentials checked and right: `user` is authenticated
+    bool stale = false;     // right password, stale nonce: the next challenge says stale=true
+    std::string user;
+    std::string realm;
+  };
+  Auth auth;
 };
 
 // The best final response when every branch failed (§16.7 step 6), for on_failure.
@@ -102,6 +110,18 @@ using DecisionFn = std::function<void(Decision)>;
 
 inline constexpr int kMaxRedirectBranches = 8;
 
+// auth_verify's answer: the authenticated user, or why not ("no credentials", "wrong
+// password", "nonce expired", "replayed nonce-count", ...).
+struct AuthResult {
+  bool ok = false;
+  std::string user;
+  std::string reason;
+};
+
+// HA1 values a policy fetched itself (e.g. from a database), by algorithm name ("MD5",
+// "SHA-256", "SHA-512-256"), lower- or upper-case hex. Used instead of the users file.
+using Ha1Set = std::vector<std::pair<std::string, std::string>>;
+
 // Services a policy may use: the registrar and the location service. The proxy side
 // implements it; policies get it at construction.
 class PolicyServices {
@@ -114,6 +134,29 @@ class PolicyServices {
   // Is this host one of our domains?
   virtual bool is_local_domain(std::string_view host) const = 0;
   virtual std::vector<std::string> domains() const = 0;
+
+  // Digest authentication (RFC 3261 §22, RFC 7616/8760). The defaults say "not configured".
+  virtual bool auth_enabled() const { return false; }
+  // Check the request's Digest credentials for `realm` ("" = the configured realm) against
+  // the users file, or `ha1` when given. Records the outcome in req.auth and, when right,
+  // removes the consumed credentials from the relayed request (req.edits()).
+  virtual AuthResult auth_verify(PolicyRequest& req, std::string_view realm, const Ha1Set* ha1) {
+    (void)req; (void)realm; (void)ha1;
+    return {false, {}, "authentication is not configured (config auth)"};
+  }
+  // The challenge for `req`: 401 + WWW-Authenticate for REGISTER, 407 + Proxy-Authenticate
+  // otherwise, one header per algorithm, stale=true after a stale verify. Without auth
+  // configured: nullopt.
+  virtual std::optional<Decision> auth_challenge(const PolicyRequest& req, std::string_view realm) {
+    (void)req; (void)realm;
+    return std::nullopt;
+  }
+  // The user name the request's credentials for `realm` claim, before verifying (so a policy
+  // can fetch that user's HA1 elsewhere); nullopt when there are none.
+  virtual std::optional<std::string> auth_username(const PolicyRequest& req, std::string_view realm) {
+    (void)req; (void)realm;
+    return std::nullopt;
+  }
 };
 
 class RoutingPolicy {

@@ -181,5 +181,8 @@ int log_error(lua_State* L);
 int config_domains(lua_State* L);
 int config_is_local(lua_State* L);
 int dns_resolve(lua_State* L);
+int auth_verify(lua_State* L);
+int auth_challenge(lua_State* L);
+int auth_username(lua_State* L);
 
 }  // namespace sb::scripts::detail

@@ -40,6 +40,24 @@ const ApiObject kObjects[] = {
      "The proxy's own RFC 3263 resolver (config `dns`), for scripts that want to see or filter "
      "the servers of a target before relaying. `req:relay()` resolves its targets by itself: "
      "calling `dns.resolve` is never needed to relay."},
+    {"auth", true, "`auth`: digest authentication",
+     "Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760: SHA-256, MD5, SHA-512-256 "
+     "with qop=auth), configured by config `auth` (docs/configuration.md). The proxy only "
+     "provides the means: the script decides which requests must authenticate. A REGISTER is "
+     "answered by a registrar (401, `Authorization`), any other request by a proxy (407, "
+     "`Proxy-Authorization`). Nonces are stateless and expire after `auth.nonce_ttl_s`; a "
+     "nonce-count already seen is refused. Credentials come from the users file "
+     "(`auth.users_file`), or from the script: `auth.username(req)` names the user, the script "
+     "fetches its HA1s (e.g. with an async call) and passes them to `auth.verify`. Without "
+     "config `auth`, `auth.verify`, `auth.username` and `auth.challenge` return `nil, err`.\n\n"
+     "The usual pattern:\n\n"
+     "```lua\n"
+     "local user, why = auth.verify(req)\n"
+     "if not user then\n"
+     "  log.info(\"challenge: \", why)\n"
+     "  return auth.challenge(req)\n"
+     "end\n"
+     "```"},
 };
 
 const ApiEntry kApi[] = {
@@ -184,8 +202,9 @@ const ApiEntry kApi[] = {
      detail::location_lookup},
     {"registrar", "save", F, "registrar.save(req) -> true | nil, err",
      "Process a REGISTER as registrar (RFC 3261 §10.3: bindings, expiry, Path, outbound) and "
-     "decide the response it builds (200 with the bindings, or 400/423/...). `nil, err` when "
-     "`req` is not a REGISTER.",
+     "decide the response it builds (200 with the bindings, or 400/423/...). After a successful "
+     "`auth.verify(req)`, an address-of-record the authenticated user does not own is refused "
+     "with 403. `nil, err` when `req` is not a REGISTER.",
      "if req.method == \"REGISTER\" then return registrar.save(req) end", detail::registrar_save},
     {"log", "debug", F, "log.debug(...)", "Log at debug level.",
      "log.debug(\"lookup of \", req.uri, \" found \", #contacts)", detail::log_debug},
@@ -220,6 +239,40 @@ const ApiEntry kApi[] = {
      "if not servers then return req:reply(503, \"No Route\") end\n"
      "for _, s in ipairs(servers) do log.debug(s.transport, \" \", s.ip, \":\", s.port) end",
      detail::dns_resolve},
+    {"auth", "verify", F, "auth.verify(req, realm?, ha1?) -> user | nil, reason",
+     "Check the request's Digest credentials for `realm` (default: config `auth.realm`, else "
+     "the users file's realm). On success returns the user name, marks the request as "
+     "authenticated by that user (`registrar.save` then binds only an address-of-record the "
+     "user owns: its `aors` in the users file, else `sip:<user>@<a domain of ours>`; any other "
+     "gets 403) and removes the credentials for this realm from the request when it is "
+     "relayed (credentials for other realms stay). Otherwise `nil` and a reason: `\"no "
+     "credentials for realm ...\"`, `\"malformed credentials: ...\"`, `\"qop=auth required\"`, "
+     "`\"algorithm ... is not enabled\"`, `\"not a nonce of ours\"`, `\"unknown user\"`, "
+     "`\"wrong password\"`, `\"nonce expired\"` (the next `auth.challenge` says stale=true), "
+     "`\"replayed nonce-count\"`. A wrong password or unknown user is meant to be answered "
+     "with a new challenge (RFC 3261 §22.2/§22.3: the UA may ask its user again), not 403. "
+     "`ha1` replaces the users file for this call: `{[\"SHA-256\"] = hex, MD5 = hex, ...}` "
+     "(H(user:realm:password) per algorithm), for credentials the script fetched itself.",
+     "if req.method == \"REGISTER\" then\n"
+     "  if not auth.verify(req) then return auth.challenge(req) end\n"
+     "  return registrar.save(req)\n"
+     "end",
+     detail::auth_verify},
+    {"auth", "challenge", F, "auth.challenge(req, realm?) -> true | nil, err",
+     "Decide to answer with a challenge: `401` with one `WWW-Authenticate` per configured "
+     "algorithm for a REGISTER, `407` with `Proxy-Authenticate` otherwise (RFC 8760 §2.4: "
+     "preferred algorithm first), each with a fresh nonce, `qop=\"auth\"`, and `stale=true` "
+     "when `auth.verify` found the right password with an expired nonce. A routing verb like "
+     "`req:reply()`.",
+     "if not auth.verify(req) then return auth.challenge(req) end", detail::auth_challenge},
+    {"auth", "username", F, "auth.username(req, realm?) -> user | nil, err",
+     "The user name the request's Digest credentials for `realm` claim, not verified: for a "
+     "script that fetches the user's HA1 itself before `auth.verify(req, realm, ha1)`. `nil, "
+     "\"no credentials\"` when there are none.",
+     "local name = auth.username(req)\n"
+     "local ha1 = name and my_users[name]  -- {[\"SHA-256\"] = ..., MD5 = ...}\n"
+     "if not (ha1 and auth.verify(req, nil, ha1)) then return auth.challenge(req) end",
+     detail::auth_username},
 };
 
 // __index of API objects and modules. Upvalues: methods/functions, field getters, the name.
@@ -282,8 +335,8 @@ so globals are per worker: a global that one request writes is not seen by reque
 workers. `require` finds modules next to the script (`<script dir>/?.lua`).
 
 **Decisions.** `on_request` decides by calling one routing verb: `req:reply()`,
-`req:relay()`, `req:redirect()` or `registrar.save(req)`. A verb *records* the decision on
-the request and returns `true`; it does not end the script, so the usual form is
+`req:relay()`, `req:redirect()`, `registrar.save(req)` or `auth.challenge(req)`. A verb *records*
+the decision on the request and returns `true`; it does not end the script, so the usual form is
 `return req:relay(...)`. A later verb replaces an earlier decision. Edits (`req.uri = ...`,
 `req:set_header()`, `req:record_route()`) apply when the request is relayed.
 

@@ -253,4 +253,120 @@ int dns_resolve(lua_State* L) {
   return lua_yield(L, 0);  // nothing with a destructor is alive in this frame
 }
 
+// ---- auth: digest authentication (RFC 3261 §22, RFC 7616/8760) ----
+
+namespace {
+
+// A realm goes into a quoted-string of the challenge: no quote, backslash or control char.
+bool clean_realm(std::string_view s) {
+  for (char c : s)
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+// The optional realm argument at `idx` (nil or absent = the configured realm).
+std::string_view realm_arg(lua_State* L, int idx) {
+  if (lua_isnoneornil(L, idx)) return {};
+  size_t len;
+  const char* r = luaL_checklstring(L, idx, &len);
+  return {r, len};
+}
+
+}  // namespace
+
+int auth_verify(lua_State* L) {
+  RequestContext* ctx = check_request(L, 1);
+  std::string_view realm = realm_arg(L, 2);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  Fault f;
+  int pushed = 0;
+  {
+    proxy::Ha1Set ha1;
+    bool given = !lua_isnil(L, 3);
+    if (given) {
+      lua_pushnil(L);
+      while (lua_next(L, 3) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+          lua_pop(L, 2);
+          f.fail(true, "bad argument #3 to 'verify' (expected {[\"SHA-256\"] = hex, MD5 = hex, ...})");
+          break;
+        }
+        size_t kl, vl;
+        const char* k = lua_tolstring(L, -2, &kl);
+        const char* v = lua_tolstring(L, -1, &vl);
+        ha1.emplace_back(std::string(k, kl), std::string(v, vl));
+        lua_pop(L, 1);
+      }
+    }
+    if (f.set()) {
+    } else if (!clean_realm(realm)) {
+      f.fail(true, "bad argument #2 to 'verify' (a realm without quotes, backslashes or control characters expected)");
+    } else if (!ctx->g->services) {
+      f.fail(false, "authentication is not available here");
+    } else {
+      proxy::AuthResult r = ctx->g->services->auth_verify(*ctx->req, realm, given ? &ha1 : nullptr);
+      if (r.ok) {
+        push_sv(L, r.user);
+        pushed = 1;
+      } else {
+        lua_pushnil(L);
+        push_sv(L, r.reason);
+        pushed = 2;
+      }
+    }
+  }
+  if (f.set()) {
+    if (f.raise) return luaL_error(L, "%s", f.text);
+    lua_pushnil(L);
+    lua_pushstring(L, f.text);
+    return 2;
+  }
+  return pushed;
+}
+
+int auth_challenge(lua_State* L) {
+  RequestContext* ctx = check_request(L, 1);
+  std::string_view realm = realm_arg(L, 2);
+  Fault f;
+  {
+    if (!clean_realm(realm)) {
+      f.fail(true, "bad argument #2 to 'challenge' (a realm without quotes, backslashes or control characters expected)");
+    } else if (!ctx->g->services) {
+      f.fail(false, "authentication is not available here");
+    } else if (auto d = ctx->g->services->auth_challenge(*ctx->req, realm)) {
+      decide(L, ctx, std::move(*d));
+    } else {
+      f.fail(false, "authentication is not configured (config auth)");
+    }
+  }
+  return conclude(L, f);
+}
+
+int auth_username(lua_State* L) {
+  RequestContext* ctx = check_request(L, 1);
+  std::string_view realm = realm_arg(L, 2);
+  Fault f;
+  int pushed = 0;
+  {
+    if (!clean_realm(realm)) {
+      f.fail(true, "bad argument #2 to 'username' (a realm without quotes, backslashes or control characters expected)");
+    } else if (!ctx->g->services || !ctx->g->services->auth_enabled()) {
+      f.fail(false, "authentication is not configured (config auth)");
+    } else if (auto u = ctx->g->services->auth_username(*ctx->req, realm)) {
+      push_sv(L, *u);
+      pushed = 1;
+    } else {
+      f.fail(false, "no credentials");
+    }
+  }
+  if (f.set()) {
+    if (f.raise) return luaL_error(L, "%s", f.text);
+    lua_pushnil(L);
+    lua_pushstring(L, f.text);
+    return 2;
+  }
+  return pushed;
+}
+
 }  // namespace sb::scripts::detail

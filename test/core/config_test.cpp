@@ -53,6 +53,48 @@ struct TempDir {
   }
 };
 
+TEST_CASE("config: auth") {
+  ConfigLoad r = parse(R"({})");
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.config->auth.enabled);
+
+  r = parse(R"({"auth": {"users_file": "users.json"}})");
+  REQUIRE(r.ok());
+  const AuthConfig& a = r.config->auth;
+  CHECK(a.enabled);
+  CHECK(a.users_file == "/srv/sb/etc/users.json");  // resolved like the other paths
+  CHECK(a.realm.empty());
+  CHECK(a.nonce_ttl_s == 300);
+  CHECK(a.secret.empty());
+  CHECK(a.algorithms == std::vector<std::string>{"SHA-256", "MD5"});
+
+  r = parse(R"({"auth": {"users_file": "/abs/u.json", "realm": "example.com", "nonce_ttl_s": 30,
+                         "secret": "0123456789abcdef0123", "algorithms": ["SHA-512-256", "MD5"]}})");
+  REQUIRE(r.ok());
+  CHECK(r.config->auth.users_file == "/abs/u.json");
+  CHECK(r.config->auth.realm == "example.com");
+  CHECK(r.config->auth.nonce_ttl_s == 30);
+  CHECK(r.config->auth.secret == "0123456789abcdef0123");
+  CHECK(r.config->auth.algorithms == std::vector<std::string>{"SHA-512-256", "MD5"});
+
+  // Without a users file (scripts give the HA1s) the realm must be named.
+  CHECK(parse(R"({"auth": {"realm": "example.com"}})").ok());
+  CHECK(only_error(R"({"auth": {}})") == "auth.realm: required when there is no users_file");
+  CHECK(only_error(R"({"auth": {"users_file": "u.json", "realm": "a\"b"}})").rfind(
+            "auth.realm: expected a non-empty string without quotes", 0) == 0);
+  CHECK(only_error(R"({"auth": {"realm": "x", "nonce_ttl_s": 0}})") ==
+        "auth.nonce_ttl_s: expected an integer from 1 to 86400, got 0");
+  CHECK(only_error(R"({"auth": {"realm": "x", "secret": "short"}})").rfind(
+            "auth.secret: expected a string of at least 16 characters", 0) == 0);
+  CHECK(only_error(R"({"auth": {"realm": "x", "algorithms": []}})").rfind("auth.algorithms: expected a non-empty array", 0) == 0);
+  CHECK(only_error(R"({"auth": {"realm": "x", "algorithms": ["SHA-1"]}})") ==
+        R"(auth.algorithms[0]: expected "SHA-256", "MD5" or "SHA-512-256", got "SHA-1")");
+  CHECK(only_error(R"({"auth": {"realm": "x", "algorithms": ["MD5", "MD5"]}})") ==
+        R"(auth.algorithms[1]: "MD5" is listed twice)");
+  CHECK(only_error(R"({"auth": {"realm": "x", "users": "u.json"}})").rfind("auth.users: unknown key", 0) == 0);
+  CHECK(only_error(R"({"auth": {"users_file": ""}})") == R"(auth.users_file: expected a non-empty file path, got "")");
+}
+
 }  // namespace
 
 TEST_CASE("config: the shipped etc/switchboard.json is the embedded default") {
@@ -141,7 +183,7 @@ TEST_CASE("config: every value can be set") {
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
         "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
-        "location, script, logging, dns, admin (did you mean \"workers\"?)");
+        "location, script, logging, dns, admin, auth (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
         "(did you mean \"t2_ms\"?)");
@@ -166,7 +208,7 @@ TEST_CASE("config: admin section") {
 }
 
 TEST_CASE("config: keys of later features say not yet") {
-  for (const char* key : {"tls", "auth", "redis"}) {
+  for (const char* key : {"tls", "redis"}) {
     CAPTURE(key);
     CHECK(only_error(std::string("{\"") + key + "\": {}}") ==
           std::string(key) + ": not supported yet (a later release adds it); remove this key");
