@@ -37,6 +37,13 @@ int cmd_check(const std::string& path) {
     std::fprintf(stderr, "%s: %zu error(s)\n", name.c_str(), cfg.errors.size());
     return 1;
   }
+  // The users file, read and checked as `run` reads it.
+  std::vector<std::string> auth_errors;
+  (void)sb::app::auth_setup(*cfg.config, auth_errors);
+  if (!auth_errors.empty()) {
+    for (const auto& e : auth_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
+    return 1;
+  }
   // The same compile the running proxy does: syntax, top level, entry points.
   sb::scripts::ScriptLimits limits;
   limits.max_instructions = cfg.config->script.max_instructions;

@@ -28,38 +28,6 @@ scripts::ScriptLimits script_limits(const core::Config& cfg) {
   return l;
 }
 
-// Config auth with its users file loaded and checked (start and every reload); null when
-// auth is off. Without auth.secret the nonces use a secret drawn once per process start.
-std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg,
-                                                   std::vector<std::string>& errors) {
-  if (!cfg.auth.enabled) return nullptr;
-  static const std::string per_start_secret = proxy::digest::random_secret();
-  auto setup = std::make_shared<proxy::AuthSetup>();
-  proxy::digest::Settings& s = setup->settings;
-  s.realm = cfg.auth.realm;
-  s.nonce_ttl_ms = int64_t(cfg.auth.nonce_ttl_s) * 1000;
-  s.secret = cfg.auth.secret.empty() ? per_start_secret : cfg.auth.secret;
-  s.algorithms.clear();
-  for (const auto& a : cfg.auth.algorithms)
-    if (auto alg = proxy::digest::parse_algorithm(a)) s.algorithms.push_back(*alg);
-  if (!cfg.auth.users_file.empty()) {
-    auto users = proxy::load_user_store(cfg.auth.users_file);
-    if (!users.ok()) {
-      for (auto& e : users.errors) errors.push_back("auth.users_file: " + e);
-      return nullptr;
-    }
-    if (s.realm.empty()) {
-      s.realm = users.store->realm();
-    } else if (s.realm != users.store->realm()) {
-      errors.push_back("auth.realm: \"" + s.realm + "\" differs from the realm of " +
-                       cfg.auth.users_file + " (\"" + users.store->realm() +
-                       "\"), whose HA1 values only hold for their own realm");
-      return nullptr;
-    }
-    setup->users = users.store;
-  }
-  return setup;
-}
 
 std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
   std::vector<transport::ListenerSpec> specs;
@@ -102,6 +70,39 @@ const char* method_label(size_t i) {
 }
 
 }  // namespace
+
+// Config auth with its users file loaded and checked (start and every reload); null when
+// auth is off. Without auth.secret the nonces use a secret drawn once per process start.
+std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg,
+                                                   std::vector<std::string>& errors) {
+  if (!cfg.auth.enabled) return nullptr;
+  static const std::string per_start_secret = proxy::digest::random_secret();
+  auto setup = std::make_shared<proxy::AuthSetup>();
+  proxy::digest::Settings& s = setup->settings;
+  s.realm = cfg.auth.realm;
+  s.nonce_ttl_ms = int64_t(cfg.auth.nonce_ttl_s) * 1000;
+  s.secret = cfg.auth.secret.empty() ? per_start_secret : cfg.auth.secret;
+  s.algorithms.clear();
+  for (const auto& a : cfg.auth.algorithms)
+    if (auto alg = proxy::digest::parse_algorithm(a)) s.algorithms.push_back(*alg);
+  if (!cfg.auth.users_file.empty()) {
+    auto users = proxy::load_user_store(cfg.auth.users_file);
+    if (!users.ok()) {
+      for (auto& e : users.errors) errors.push_back("auth.users_file: " + e);
+      return nullptr;
+    }
+    if (s.realm.empty()) {
+      s.realm = users.store->realm();
+    } else if (s.realm != users.store->realm()) {
+      errors.push_back("auth.realm: \"" + s.realm + "\" differs from the realm of " +
+                       cfg.auth.users_file + " (\"" + users.store->realm() +
+                       "\"), whose HA1 values only hold for their own realm");
+      return nullptr;
+    }
+    setup->users = users.store;
+  }
+  return setup;
+}
 
 Runtime::Runtime(std::string config_path, std::shared_ptr<const core::Config> config)
     : config_path_(std::move(config_path)), config_(std::move(config)) {}

@@ -16,6 +16,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "location/location_service.h"
+#include "proxy/policy_services.h"
 #include "transport/worker.h"
 
 namespace sb::app {
@@ -66,6 +67,10 @@ class Runtime final : public AdminBackend {
   std::deque<std::function<void(ReloadOutcome)>> reload_queue_;
   bool reloading_ = false;
 };
+
+// Config "auth" with its users file loaded and checked, as `run` and every reload do (and
+// `switchboard check`); null when auth is off. Problems are appended to `errors`.
+std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg, std::vector<std::string>& errors);
 
 // `switchboard run`.
 int run(const std::string& config_path, std::shared_ptr<const core::Config> config);
