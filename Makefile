@@ -37,5 +37,13 @@ fuzz: deps
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_parser fuzz_framing
 	test/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
+# Side by side with Kamailio under the same SIPp load (docs/performance.md). Installs
+# Kamailio when missing (benchmark only, not part of deps). Full: < 30 min; quick: < 5 min.
+bench: deps
+	bench/bench.sh full
+
+bench-quick: deps
+	bench/bench.sh quick
+
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
