@@ -634,7 +634,7 @@ def run_one(args):
             counter = start_counter()
         if args.perf and not steady:
             perf = spawn(["perf", "record", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
-                          "-p", str(proxy.pid), "-o", args.perf], work / "perf.out")
+                          "-p", ",".join(map(str, tree_pids(proxy.pid))), "-o", args.perf], work / "perf.out")
             time.sleep(1.0)
         (work / "uac.cmd").write_text(" ".join(str(c) for c in uac_cmd) + "\n")
         t0 = time.time()
@@ -655,7 +655,7 @@ def run_one(args):
                     counter = start_counter()
                 if k == 0 and args.perf:
                     perf = spawn(["perf", "record", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
-                                  "-p", str(proxy.pid), "-o", args.perf], work / "perf.out")
+                                  "-p", ",".join(map(str, tree_pids(proxy.pid))), "-o", args.perf], work / "perf.out")
             if perf:
                 stop(perf, sig=signal.SIGINT, grace=120)
                 perf = None
