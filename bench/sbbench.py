@@ -446,6 +446,9 @@ def add_handoff_probes(binary):
     if not shutil.which("perf"):
         raise SetupError("--count-handoffs needs perf (apt-get install linux-perf)")
     if not os.path.exists("/sys/kernel/tracing/uprobe_events"):
+        # systemd mounts tracefs; a bare container may not have it
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], capture_output=True)
+    if not os.path.exists("/sys/kernel/tracing/uprobe_events"):
         raise SetupError("--count-handoffs needs tracefs at /sys/kernel/tracing (mount -t tracefs nodev /sys/kernel/tracing)")
     syms = subprocess.run(["nm", str(binary)], capture_output=True, text=True).stdout.split()
     events = []
@@ -1072,11 +1075,11 @@ def cmd_profile(args):
         raise SetupError("perf not found (apt-get install linux-perf)")
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="sbbench-perf-")) / "perf.data"
     if not args.analyze_only:
-        a = run_args(args, scenario="calls", latency=False, perf=str(data), label="profile")
+        a = run_args(args, latency=False, perf=str(data), label="profile")
         r = run_one(a)
         log(short(r))
     prof = analyze_profile(data, args.top)
-    title = f"{args.proxy}, calls at {args.rate}/s" if not args.analyze_only else str(data)
+    title = f"{args.proxy}, {args.scenario} at {args.rate}/s" if not args.analyze_only else str(data)
     text = render_profile(prof, title)
     print(text)
     if args.out:
@@ -1106,8 +1109,8 @@ PLANS = {
              "extra_runs": [("switchboard-mem", "register", 2000), ("switchboard-mem", "register", 4000),
                             ("switchboard-w1", "calls", 1000)],
              "maxrate_proxies": ["switchboard", "kamailio", "kamailio-lua"],
-             "maxrate_rates": "1000 1500 2000 3000 4000 5000 6000 7000 8000",
-             "maxrate_seconds": 10, "maxrate_retries": 1, "maxrate_bisect": 2,
+             "maxrate_rates": "1000 2000 3000 4000 5000 6000 7000 8000",
+             "maxrate_seconds": 10, "maxrate_retries": 1, "maxrate_bisect": 1,
              "memory": True, "memory_plain": True, "handoff_count": True},
 }
 
@@ -1524,6 +1527,7 @@ def main():
     p = sub.add_parser("profile", help="perf profile of a proxy under the calls load, summarized")
     common(p)
     p.add_argument("--proxy", default="switchboard", choices=sorted(PROXIES))
+    p.add_argument("--scenario", default="calls", choices=["calls", "register"])
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--perf-freq", type=int, default=1999)
