@@ -2,8 +2,6 @@
 
 #include <charconv>
 
-#include "core/text.h"
-
 namespace sb::core {
 
 namespace {

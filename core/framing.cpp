@@ -1,7 +1,6 @@
 #include "core/framing.h"
 
-#include <optional>
-
+#include "core/header_id.h"
 #include "core/text.h"
 
 namespace sb::core {
@@ -38,7 +37,7 @@ Length find_content_length(std::string_view head) {
     while (colon < line.size() && is_ws(line[colon])) ++colon;
     std::string_view name = line.substr(0, ne);
     if (colon < line.size() && line[colon] == ':' &&
-        ((name.size() == 1 && (name[0] | 0x20) == 'l') || iequals(name, "content-length"))) {
+        header_id(name) == HeaderId::ContentLength) {
       auto v = parse_uint(trim(line.substr(colon + 1)), 0xffffffffull);
       if (!v) {
         out.bad = true;

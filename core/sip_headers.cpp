@@ -49,8 +49,6 @@ Error via_error(const char* reason) { return Error{reason, 400, "Via"}; }
 
 }  // namespace
 
-size_t find_list_comma(std::string_view s, size_t from) { return find_unquoted(s, ',', from); }
-
 // ---- Via --------------------------------------------------------------------------------
 
 std::optional<std::string_view> Via::param(std::string_view name) const {

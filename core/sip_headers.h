@@ -10,6 +10,7 @@
 
 #include "core/method.h"
 #include "core/result.h"
+#include "core/text.h"
 #include "core/uri.h"
 
 namespace sb::core {
@@ -86,24 +87,18 @@ struct AuthHeader {
 };
 Result<AuthHeader> parse_auth(std::string_view value);
 
-// Max-Forwards (0..255), Expires/Min-Expires (delta-seconds, 32 bit), Content-Length.
+// Max-Forwards (0..255), Expires/Min-Expires (delta-seconds, 32 bit).
 Result<uint32_t> parse_max_forwards(std::string_view value);
 Result<uint32_t> parse_delta_seconds(std::string_view value, const char* err);
 
 // ---- implementation of the template ----
-size_t find_list_comma(std::string_view s, size_t from);
 template <class F>
 void for_each_list_element(std::string_view value, F&& f) {
   size_t i = 0;
   while (true) {
-    size_t c = find_list_comma(value, i);
+    size_t c = find_unquoted(value, ',', i);
     size_t e = c == std::string_view::npos ? value.size() : c;
-    std::string_view el = value.substr(i, e - i);
-    size_t b = 0, z = el.size();
-    while (b < z && (el[b] == ' ' || el[b] == '\t' || el[b] == '\r' || el[b] == '\n')) ++b;
-    while (z > b && (el[z - 1] == ' ' || el[z - 1] == '\t' || el[z - 1] == '\r' ||
-                     el[z - 1] == '\n')) --z;
-    if (!f(el.substr(b, z - b))) return;
+    if (!f(trim(slice(value, i, e - i)))) return;
     if (c == std::string_view::npos) return;
     i = c + 1;
   }

@@ -29,6 +29,12 @@ struct Writer {
     put(value);
     put("\r\n");
   }
+  void uint_line(std::string_view name, uint64_t value) {
+    put(name);
+    put(": ");
+    put_uint(value);
+    put("\r\n");
+  }
 };
 
 bool removed(const SpliceEdits& e, size_t idx) {
@@ -83,7 +89,7 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
     if (h.id == HeaderId::Via && !via_done) {
       // §16.7 step 3: the top Via value goes; the rest of its line stays.
       via_done = true;
-      size_t comma = find_list_comma(h.value, 0);
+      size_t comma = find_unquoted(h.value, ',');
       if (comma != std::string_view::npos) w.line(h.name, trim(h.value.substr(comma + 1)));
       continue;
     }
@@ -91,7 +97,7 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
       // Drop values from the front of this line until the count is used up.
       std::string_view rest = h.value;
       while (routes_left > 0 && !rest.empty()) {
-        size_t comma = find_list_comma(rest, 0);
+        size_t comma = find_unquoted(rest, ',');
         --routes_left;
         rest = comma == std::string_view::npos ? std::string_view{} : trim(rest.substr(comma + 1));
       }
@@ -100,28 +106,22 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
     }
     if (h.id == HeaderId::MaxForwards && e.max_forwards >= 0) {
       if (!mf_written) {
-        w.put("Max-Forwards: ");
-        w.put_uint(static_cast<uint64_t>(e.max_forwards));
-        w.put("\r\n");
+        w.uint_line("Max-Forwards", static_cast<uint64_t>(e.max_forwards));
         mf_written = true;
       }
       continue;
     }
     w.put(raw.substr(h.begin, h.end - h.begin));
   }
-  if (e.max_forwards >= 0 && !mf_written) {
-    w.put("Max-Forwards: ");
-    w.put_uint(static_cast<uint64_t>(e.max_forwards));
-    w.put("\r\n");
-  }
+  if (e.max_forwards >= 0 && !mf_written)
+    w.uint_line("Max-Forwards", static_cast<uint64_t>(e.max_forwards));
   for (auto line : e.add_headers) {
     w.put(line);
     w.put("\r\n");
   }
   // Content-Length is always written and always true (§18.3 / §20.14).
-  w.put("Content-Length: ");
-  w.put_uint(body.size());
-  w.put("\r\n\r\n");
+  w.uint_line("Content-Length", body.size());
+  w.put("\r\n");
   w.put(body);
   const size_t size = static_cast<size_t>(w.p - out.data());
   assert(size <= bound);

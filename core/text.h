@@ -99,11 +99,6 @@ inline std::string_view trim(std::string_view s) {
   while (e > b && is_lws_char(s[e - 1])) --e;
   return std::string_view(s.data() + b, e - b);
 }
-inline std::string_view trim_left(std::string_view s) {
-  size_t b = 0;
-  while (b < s.size() && is_lws_char(s[b])) ++b;
-  return std::string_view(s.data() + b, s.size() - b);
-}
 
 // Skip SWS (spaces, tabs and folded line ends) from `i`.
 inline size_t skip_lws(std::string_view s, size_t i) {

@@ -36,11 +36,6 @@ bool equal_escaped(std::string_view a, std::string_view b, bool icase) {
   }
 }
 
-bool name_equal(std::string_view a, std::string_view b) {
-  if (a.find('%') == npos && b.find('%') == npos) return iequals(a, b);
-  return equal_escaped(a, b, true);
-}
-
 void append_normalised(std::string& out, std::string_view s) {
   static constexpr char kHexDigits[] = "0123456789ABCDEF";
   size_t i = 0;
@@ -133,7 +128,7 @@ std::optional<std::string_view> find_param(std::string_view params, std::string_
       }
       ve = i;
     }
-    if (!pname.empty() && name_equal(pname, name))
+    if (!pname.empty() && equal_escaped(pname, name, true))
       return has_value ? slice(params, vb, ve - vb) : std::string_view{};
     size_t semi = find_unquoted(params, ';', i);
     if (semi == npos) break;
@@ -361,7 +356,7 @@ bool headers_contained(std::string_view x, std::string_view y) {
   for_each_item(x, '&', [&](std::string_view n, std::string_view v) {
     bool found = false;
     for_each_item(y, '&', [&](std::string_view n2, std::string_view v2) {
-      if (name_equal(n, n2)) {
+      if (equal_escaped(n, n2, true)) {
         found = true;
         ok = equal_escaped(v, v2, false);
         return false;
