@@ -64,12 +64,6 @@ class BoundedQueue {
   }
 
   // Moves the oldest item into `out`; false when empty.
-  // Items waiting, approximately (producers and the consumer may be moving): for metrics.
-  size_t approx_size() const {
-    size_t t = tail_.load(std::memory_order_relaxed), h = head_.load(std::memory_order_relaxed);
-    return t > h ? t - h : 0;
-  }
-
   bool try_pop(T& out) {
     size_t pos = head_.load(std::memory_order_relaxed);
     Cell* c;
@@ -93,7 +87,8 @@ class BoundedQueue {
     return true;
   }
 
-  // A snapshot; exact only when no other thread is using the queue.
+  // Items waiting, a snapshot (producers and the consumer may be moving): for metrics;
+  // exact only when no other thread is using the queue.
   size_t size_approx() const {
     size_t t = tail_.load(std::memory_order_relaxed);
     size_t h = head_.load(std::memory_order_relaxed);

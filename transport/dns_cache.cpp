@@ -9,9 +9,10 @@ Cache::Cache(Querier& upstream, const core::Clock& clock, CacheSettings settings
     : upstream_(upstream), clock_(clock), settings_(settings) {}
 
 void Cache::query(const std::string& name, Type type, std::function<void(Answer)> done) {
+  std::string normal = normalize_name(name);
   std::string key;
-  key.reserve(name.size() + 6);
-  key.append(type_name(type)).append(" ").append(normalize_name(name));
+  key.reserve(normal.size() + 6);
+  key.append(type_name(type)).append(" ").append(normal);
   int64_t now = clock_.now_ms();
   auto it = entries_.find(key);
   if (it != entries_.end()) {
@@ -34,7 +35,7 @@ void Cache::query(const std::string& name, Type type, std::function<void(Answer)
   ++stats_.queries;
   // The upstream may answer before query() returns (a fake, or a failure to send):
   // answered() finds the entry by key, so nothing here may hold on to `e` after this call.
-  upstream_.query(normalize_name(name), type,
+  upstream_.query(normal, type,
                   [this, key](Answer a) { answered(key, std::move(a)); });
 }
 

@@ -17,7 +17,6 @@ struct CaresChannel::Poll {
 namespace {
 
 struct PendingQuery {
-  CaresChannel* owner;
   Type type;
   std::function<void(Answer)> done;
 };
@@ -25,6 +24,12 @@ struct PendingQuery {
 void free_handle(uv_handle_t* h) { delete static_cast<uv_timer_t*>(static_cast<void*>(h)); }
 
 }  // namespace
+
+// Stops watching `p`'s socket; its memory goes in the close callback (STYLE.md 9).
+void CaresChannel::close_poll(Poll* p) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
+           [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
+}
 
 std::unique_ptr<CaresChannel> CaresChannel::create(uv_loop_t* loop, const ChannelSettings& settings,
                                                    std::string& error) {
@@ -78,9 +83,7 @@ void CaresChannel::close() {
     ares_destroy(channel_);
     channel_ = nullptr;
   }
-  for (auto& [fd, p] : polls_)
-    uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
-             [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
+  for (auto& [fd, p] : polls_) close_poll(p);
   polls_.clear();
   if (timer_) {
     uv_timer_stop(timer_);
@@ -96,7 +99,7 @@ void CaresChannel::query(const std::string& name, Type type, std::function<void(
     done(std::move(a));
     return;
   }
-  auto* q = new PendingQuery{this, type, std::move(done)};
+  auto* q = new PendingQuery{type, std::move(done)};
   // May call on_answer before returning (e.g. a name c-ares refuses at once).
   ares_query(channel_, name.c_str(), ns_c_in, static_cast<int>(type), &CaresChannel::on_answer, q);
   rearm();
@@ -129,8 +132,7 @@ void CaresChannel::on_sock_state(void* data, ares_socket_t fd, int readable, int
     if (it == self->polls_.end()) return;
     Poll* p = it->second;
     self->polls_.erase(it);
-    uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
-             [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
+    close_poll(p);
     return;
   }
   if (self->closed_) return;

@@ -40,6 +40,7 @@ class CaresChannel final : public Querier {
  private:
   struct Poll;
   CaresChannel(uv_loop_t* loop) : loop_(loop) {}
+  static void close_poll(Poll* p);
   static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
   static void on_poll(uv_poll_t* h, int status, int events);
   static void on_timer(uv_timer_t* t);

@@ -110,6 +110,18 @@ bool has(const std::vector<core::Protocol>& v, core::Protocol p) {
   return std::find(v.begin(), v.end(), p) != v.end();
 }
 
+// `addresses` as servers reached over `p` on `port`, appended to `out`.
+void append_servers(std::vector<core::Peer>& out, const std::vector<core::Endpoint>& addresses,
+                    core::Protocol p, uint16_t port) {
+  for (core::Endpoint ep : addresses) {
+    ep.set_port(port);
+    core::Peer peer;
+    peer.protocol = p;
+    peer.endpoint = ep;
+    out.push_back(peer);
+  }
+}
+
 // The addresses of one name (A and/or AAAA), or why there are none.
 struct Addresses {
   std::vector<core::Endpoint> list;
@@ -124,9 +136,6 @@ struct DnsResolver::Lookup : std::enable_shared_from_this<DnsResolver::Lookup> {
   std::shared_ptr<bool> alive;
   std::string host;  // the name to locate (maddr or host), lower case
   bool sips = false;
-  core::Protocol proto = core::Protocol::Udp;  // explicit or implied transport
-  bool transport_known = false;
-  uint16_t port = 0;  // explicit port, 0 when none
   std::function<void(ServerList)> done;
   std::vector<dns::Naptr> naptr;  // usable records, in order
   size_t next_naptr = 0;
@@ -228,13 +237,7 @@ struct DnsResolver::Lookup : std::enable_shared_from_this<DnsResolver::Lookup> {
         std::vector<core::Peer> out;
         std::string error;
         for (size_t k = 0; k < st->srv.size(); ++k) {
-          for (core::Endpoint ep : st->found[k].list) {
-            ep.set_port(st->srv[k].port);
-            core::Peer peer;
-            peer.protocol = st->p;
-            peer.endpoint = ep;
-            out.push_back(peer);
-          }
+          append_servers(out, st->found[k].list, st->p, st->srv[k].port);
           if (error.empty()) error = st->found[k].error;
         }
         st->cb(std::move(out), std::move(error));
@@ -273,13 +276,7 @@ struct DnsResolver::Lookup : std::enable_shared_from_this<DnsResolver::Lookup> {
     auto self = shared_from_this();
     addresses(host, [self, p, with_port](Addresses a) {
       std::vector<core::Peer> out;
-      for (core::Endpoint ep : a.list) {
-        ep.set_port(with_port);
-        core::Peer peer;
-        peer.protocol = p;
-        peer.endpoint = ep;
-        out.push_back(peer);
-      }
+      append_servers(out, a.list, p, with_port);
       self->no_such_name = a.no_such_name;
       self->finish(std::move(out), std::move(a.error));
     });
@@ -421,9 +418,8 @@ DnsResolver::~DnsResolver() { *alive_ = false; }
 
 void DnsResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> done) {
   ServerList list;
-  core::Peer peer;
-  bool known = false;
-  if (numeric_next_hop(uri, peer, known, list.error)) {
+  core::Peer peer;  // its protocol: the explicit or implied transport
+  if (numeric_next_hop(uri, peer, list.error)) {
     list.servers.push_back(peer);
     done(std::move(list));
     return;
@@ -432,30 +428,29 @@ void DnsResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> 
     done(std::move(list));
     return;
   }
+  const core::Protocol proto = peer.protocol;
+  const bool transport_known = uri.has_param("transport");
   auto l = std::make_shared<Lookup>();
   l->r = this;
   l->alive = alive_;
   l->host = dns::normalize_name(uri.param("maddr").value_or(uri.host));
   l->sips = uri.scheme == core::Scheme::Sips;
-  l->proto = peer.protocol;
-  l->transport_known = known && uri.has_param("transport");
-  l->port = uri.port;
   l->done = std::move(done);
   if (l->host.empty()) {
     l->fail("no host to resolve");
     return;
   }
   // sips (or transport=tls) needs TLS; say so rather than trying what cannot work.
-  if ((l->sips || l->transport_known) && !has(settings_.transports, l->proto)) {
-    l->fail(std::string(core::protocol_name(l->proto)) + " target " + l->host +
-            (core::is_secure(l->proto) ? ": TLS is not supported yet (no TLS listener)"
-                                       : ": no listener for that transport"));
+  if ((l->sips || transport_known) && !has(settings_.transports, proto)) {
+    l->fail(std::string(core::protocol_name(proto)) + " target " + l->host +
+            (core::is_secure(proto) ? ": TLS is not supported yet (no TLS listener)"
+                                    : ": no listener for that transport"));
     return;
   }
-  if (l->port) {
-    l->by_address(l->proto, l->port);  // §4.1: explicit port → A/AAAA (UDP for sip)
-  } else if (l->transport_known) {
-    l->by_transport(l->proto);
+  if (uri.port) {
+    l->by_address(proto, uri.port);  // §4.1: explicit port → A/AAAA (UDP for sip)
+  } else if (transport_known) {
+    l->by_transport(proto);
   } else {
     l->by_naptr();
   }

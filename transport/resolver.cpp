@@ -4,9 +4,7 @@
 
 namespace sb::transport {
 
-bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_known,
-                      std::string& error) {
-  transport_known = false;
+bool numeric_next_hop(const core::Uri& uri, core::Peer& out, std::string& error) {
   out = core::Peer{};
   if (!uri.is_sip()) {
     error = "not a SIP URI";
@@ -25,7 +23,6 @@ bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_kno
       return false;
     }
     out.protocol = *p;
-    transport_known = true;
   }
   std::string_view host = uri.host;
   if (auto maddr = uri.param("maddr")) host = *maddr;
@@ -34,16 +31,15 @@ bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_kno
   auto ep = core::Endpoint::parse(host, port);
   if (!ep) return false;
   out.endpoint = *ep;
-  if (uri.port) transport_known = true;  // §4.1: an explicit port skips NAPTR (UDP for sip)
   return true;
 }
 
 int64_t retry_after_ms(std::string_view value) {
   size_t i = 0;
-  while (i < value.size() && (value[i] == ' ' || value[i] == '\t')) ++i;
+  while (i < value.size() && core::is_ws(value[i])) ++i;
   int64_t s = 0;
   size_t digits = 0;
-  for (; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i, ++digits) {
+  for (; i < value.size() && core::is_digit(value[i]); ++i, ++digits) {
     if (s < 100000000) s = s * 10 + (value[i] - '0');  // beyond ~3 years: saturate
   }
   return digits == 0 ? -1 : s * 1000;
@@ -52,8 +48,7 @@ int64_t retry_after_ms(std::string_view value) {
 void NumericResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> done) {
   ServerList list;
   core::Peer peer;
-  bool known = false;
-  if (numeric_next_hop(uri, peer, known, list.error)) {
+  if (numeric_next_hop(uri, peer, list.error)) {
     list.servers.push_back(peer);
   } else if (list.error.empty()) {
     list.error = "cannot resolve " + std::string(uri.host) + " (no DNS resolver)";

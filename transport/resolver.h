@@ -57,10 +57,8 @@ class Resolver {
 // The part of RFC 3263 that needs no DNS: the transport from the URI (transport param,
 // sips → TLS), the port (explicit, or the transport's default), maddr. Fills `out` and
 // returns true when the host is an IP literal; false otherwise (a name to look up, or
-// `error` set when the URI cannot be used at all).
-// `transport_known` tells whether the transport was explicit (then NAPTR is skipped).
-bool numeric_next_hop(const core::Uri& uri, core::Peer& out, bool& transport_known,
-                      std::string& error);
+// `error` set when the URI cannot be used at all). `out.protocol` is set unless `error` is.
+bool numeric_next_hop(const core::Uri& uri, core::Peer& out, std::string& error);
 
 // The delta-seconds of a Retry-After header value (RFC 3261 §20.33: "120 (comment);
 // duration=3600") in milliseconds; -1 when it does not start with a number.

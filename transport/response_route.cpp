@@ -69,14 +69,6 @@ core::Peer response_destination(const core::Via& via, const core::Peer& from) {
   return to;
 }
 
-std::string received_params(const core::Via& via, const core::Peer& from) {
-  std::string out;
-  if (needs_received(via, from)) out.append(";received=").append(from.endpoint.ip());
-  if (wants_rport(via) && from.endpoint.valid())
-    out.append(";rport=").append(std::to_string(from.endpoint.port()));
-  return out;
-}
-
 std::string stamped_via(const core::Via& via, const core::Peer& from) {
   bool add_received = needs_received(via, from);
   bool fill_rport = wants_rport(via) && from.endpoint.valid();

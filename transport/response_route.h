@@ -22,16 +22,11 @@ namespace sb::transport {
 //    here: such a Via is answered like one without maddr.
 core::Peer response_destination(const core::Via& top_via, const core::Peer& received_from);
 
-// RFC 3261 §18.2.1 / RFC 3581 §4: the params a server adds to the top Via of a request it
-// received from `from`: ";received=IP" when the sent-by host is not that IP (a name, or
-// another address) or when the Via asks for rport; ";rport=PORT" when the Via has an empty
-// rport. "" when nothing is to be added. Note the Via then still holds the bare ";rport":
-// to rewrite the header use stamped_via().
-std::string received_params(const core::Via& top_via, const core::Peer& from);
-
-// The top via-parm (top_via.raw) with those params applied: a bare "rport" gets its value
-// in place, ";received=IP" is appended (replacing any received param it had). Splice it
-// over top_via.raw. Returns top_via.raw unchanged when nothing is to be added.
+// RFC 3261 §18.2.1 / RFC 3581 §4: the top via-parm (top_via.raw) as a server records it
+// for a request received from `from`: a bare "rport" gets the source port in place, and
+// ";received=IP" is appended (replacing any received param it had) when the sent-by host is
+// not that IP (a name, or another address) or when the Via asks for rport. Splice it over
+// top_via.raw. Returns top_via.raw unchanged when nothing is to be added.
 std::string stamped_via(const core::Via& top_via, const core::Peer& from);
 
 }  // namespace sb::transport

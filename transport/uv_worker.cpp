@@ -595,7 +595,7 @@ void UvWorker::notify_connection_closed(const core::Peer& peer) {
 WorkerStats UvWorker::stats() const {
   auto v = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   WorkerStats s;
-  s.queue_depth = inbox_.approx_size();
+  s.queue_depth = inbox_.size_approx();
   s.datagrams_in = v(c_.datagrams_in);
   s.frames_in = v(c_.frames_in);
   s.bytes_in = v(c_.bytes_in);

@@ -194,10 +194,13 @@ core::Status WorkerGroup::update_listeners(std::vector<ListenerSpec> next) {
   }
   for (size_t i = 0; i < state_->listeners.size(); ++i)
     if (!state_->listeners[i].closed && !wanted[i]) removed.push_back(i);
+  std::vector<uint32_t> all(workers_.size()), others;
+  for (uint32_t i = 0; i < all.size(); ++i) {
+    all[i] = i;
+    if (i != 0) others.push_back(i);
+  }
   if (added.empty() && removed.empty()) {
     // Nothing to bind or close; advertise_host may still have changed.
-    std::vector<uint32_t> all(workers_.size());
-    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
     std::string ignored;
     run_step(workers_, all, [table](detail::UvWorker& w) {
       w.set_listener_table(table);
@@ -207,11 +210,6 @@ core::Status WorkerGroup::update_listeners(std::vector<ListenerSpec> next) {
     return {};
   }
 
-  std::vector<uint32_t> all(workers_.size()), others;
-  for (uint32_t i = 0; i < all.size(); ++i) {
-    all[i] = i;
-    if (i != 0) others.push_back(i);
-  }
   auto fail = [&](std::string why) -> core::Status {
     // Roll back: close what any worker opened (queued behind its open step, so it also
     // undoes a step that timed out). The slots stay, closed, so indexes agree everywhere.

@@ -65,6 +65,8 @@ TEST_CASE("owner_of: our branch naming a worker we do not have is hashed like a 
   uint32_t o = owner(response(200, branch), 4);
   CHECK(o < 4);
   CHECK(owner(response(200, branch), 4) == o);
+  // The same key as a request with that branch and sent-by.
+  CHECK(owner(request("INVITE", ";branch=" + branch), 4) == o);
 }
 
 TEST_CASE("owner_of: a foreign response is hashed by branch and sent-by, stably") {

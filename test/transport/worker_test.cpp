@@ -414,13 +414,22 @@ TEST_CASE("workers: a message that does not parse is delivered unparsed on the r
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2).ok());
   Fd client(::socket(AF_INET, SOCK_DGRAM, 0));
+  // A UDP keep-alive first: dropped, counted. One client socket reaches one worker's socket
+  // (SO_REUSEPORT hashes the 4-tuple), in order, so it is counted before the next is seen.
+  send_udp(client.fd, rig.endpoint(0), "\r\n\r\n");
   send_udp(client.fd, rig.endpoint(0), "NOT SIP AT ALL\r\n\r\n");
-  send_udp(client.fd, rig.endpoint(0), "\r\n\r\n");  // a UDP keep-alive: dropped, counted
   REQUIRE(rig.rec.wait([&] { return !rig.rec.seen.empty(); }));
   std::lock_guard lock(rig.rec.m);
+  REQUIRE(rig.rec.seen.size() == 1);
   CHECK_FALSE(rig.rec.seen[0].parsed);
   CHECK_FALSE(rig.rec.seen[0].frame_error);
+  CHECK(rig.rec.seen[0].bytes == "NOT SIP AT ALL\r\n\r\n");
   CHECK(rig.rec.seen[0].worker == rig.rec.seen[0].received_by);
+  auto st = rig.group.stats();
+  CHECK(st.parse_failures == 1);
+  CHECK(st.keepalives == 1);
+  CHECK(st.datagrams_in == 2);
+  CHECK(st.handoff_out == 0);
 }
 
 TEST_CASE("workers: send() to a closed TCP port reports on_send_error on the sending worker") {
