@@ -69,6 +69,30 @@ std::string top_via_with_received(const core::Message& req, const core::Peer& fr
   return transport::stamped_via(req.top_via(), from);
 }
 
+// A new branch of the target set, in `group`, owned by the context (STYLE.md 8).
+void add_branch(ResponseContext& ctx, Target target, uint32_t group) {
+  auto b = std::make_unique<Branch>();
+  b->ctx = &ctx;
+  b->index = static_cast<uint32_t>(ctx.branches.size());
+  b->group = group;
+  b->target = std::move(target);
+  ctx.branches.push_back(std::move(b));
+}
+
+// The first Route value a branch carries: its own (a Path), else the request's first one
+// not naming us (§16.4); "" when there is none. A view into the target or the request.
+std::string_view first_route(const ResponseContext& ctx, const Branch& b) {
+  if (!b.target.route.empty()) return b.target.route.front();
+  std::string_view first;
+  int skip = ctx.route_skip;
+  ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+    if (skip-- > 0) return true;
+    first = v;
+    return false;
+  });
+  return first;
+}
+
 }  // namespace
 
 ProxyCore::ProxyCore(TransactionEnv& env, const LocalIdentity& identity, Resolver& resolver,
@@ -90,6 +114,10 @@ std::string ProxyCore::new_branch(uint64_t loop) {
   b += '.';
   b += hex(loop & 0xffffffffull);
   return b;
+}
+
+std::string ProxyCore::local_tag(uint64_t unique) const {
+  return "sb" + hex(settings_.worker_id) + "." + hex(unique);
 }
 
 std::string ProxyCore::make_via(size_t listener, std::string_view branch) const {
@@ -129,8 +157,8 @@ uint64_t ProxyCore::loop_hash(const core::Message& req) const {
   return h & 0xffffffffull;
 }
 
-bool ProxyCore::is_loop(const core::Message& req) const {
-  std::string want = hex(loop_hash(req));
+bool ProxyCore::is_loop(const core::Message& req, uint64_t hash) const {
+  std::string want = hex(hash);
   bool loop = false;
   req.for_each_value(core::HeaderId::Via, [&](std::string_view v) {
     auto via = core::parse_via(v);
@@ -146,10 +174,11 @@ void ProxyCore::reply(ServerTransaction& txn, const core::Message& req, int stat
                       std::string_view reason, std::span<const std::string> headers,
                       std::string_view body, std::string_view to_tag) {
   std::vector<std::string_view> lines(headers.begin(), headers.end());
-  std::string tag(to_tag);
+  std::string_view tag = to_tag;
   if (tag.empty())
     if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) tag = ctx->to_tag;
-  if (tag.empty()) tag = "sb" + hex(settings_.worker_id) + "." + hex(txn.id());
+  std::string own_tag;
+  if (tag.empty()) tag = own_tag = local_tag(txn.id());
   core::ResponseSpec spec;
   spec.status = status;
   spec.reason = reason;
@@ -184,7 +213,8 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
     reply(*txn, req, rej->status, rej->reason, rej->headers);
     return;
   }
-  if (is_loop(req)) {
+  const uint64_t hash = loop_hash(req);  // §16.6 step 8: of the request as received
+  if (is_loop(req, hash)) {
     ++counters_.loops;
     reply(*txn, req, 482, "Loop Detected");
     return;
@@ -206,8 +236,8 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
   ctx.server_txn_id = txn->id();
   ctx.policy = policy_;
   ctx.invite = req.method() == core::Method::Invite;
-  ctx.loop_hash = loop_hash(req);  // §16.6 step 8: of the request as received
-  ctx.to_tag = "sb" + hex(settings_.worker_id) + "." + hex(id);
+  ctx.loop_hash = hash;
+  ctx.to_tag = local_tag(id);
   undo_strict_routing(ctx);
   // §16.4: Route values naming us are consumed (two in a row after a double Record-Route).
   ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
@@ -305,7 +335,7 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
     }
     case Decision::Kind::Redirect: {
       int status = d.status >= 300 && d.status < 400 ? d.status : 302;
-      std::vector<std::string> headers = d.headers;
+      std::vector<std::string> headers = std::move(d.headers);
       for (auto& c : d.contacts) headers.push_back("Contact: " + c);
       reply(*txn, ctx->request, status, d.reason, headers);
       ctx->final_sent = true;
@@ -336,12 +366,7 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
         if (i > 0 && (mode == RelayOptions::Mode::Serial ||
                       (mode == RelayOptions::Mode::ByQ && targets[i].q1000 != targets[i - 1].q1000)))
           ++group;
-        auto b = std::make_unique<Branch>();
-        b->ctx = ctx;
-        b->index = static_cast<uint32_t>(ctx->branches.size());
-        b->group = group;
-        b->target = std::move(targets[i]);
-        ctx->branches.push_back(std::move(b));
+        add_branch(*ctx, std::move(targets[i]), group);
       }
       ctx->current_group = base;
       start_branches(*ctx);
@@ -367,27 +392,16 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
     send_branch(ctx, b);
     return;
   }
-  // The next hop: the first Route this branch will carry (its own, then the request's
-  // remaining ones), else its Request-URI (§16.6 step 7).
-  std::string hop;
-  if (!b.target.route.empty()) {
-    hop = b.target.route.front();
-  } else {
-    int skip = ctx.route_skip;
-    ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
-      if (skip-- > 0) return true;
-      hop = std::string(v);
-      return false;
-    });
-  }
-  core::Uri uri;
+  // The next hop: the first Route this branch will carry, else its Request-URI (§16.6
+  // step 7).
+  std::string_view hop = first_route(ctx, b);
   if (!hop.empty()) {
     auto na = core::parse_name_addr(hop);
     if (!na) {
       branch_failed(ctx, b, 400, false);
       return;
     }
-    hop = std::string(na->uri.raw);
+    hop = na->uri.raw;
   } else {
     hop = b.target.uri;
   }
@@ -442,36 +456,28 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     e.remove_top_via = true;
     e.max_forwards = req.max_forwards() >= 0 ? req.max_forwards() - 1 : 70;
     e.remove_routes = ctx.route_skip;
-    std::vector<std::string> rr;
+    std::string rr[2];
+    std::string_view rr_views[2];
+    size_t rr_count = 0;
     if (ctx.options.record_route && req.method() != core::Method::Register) {
       // §16.6 step 4; a second Record-Route when the branch leaves on another transport or
       // address family than the request came in on, so each side reaches us.
-      rr.push_back(record_route_value(*out));
+      rr[rr_count++] = record_route_value(*out);
       auto in = identity_.outgoing(ctx.source_.protocol, ctx.source_.endpoint.family());
       if (in && *in != *out &&
           (identity_.listeners()[*in].protocol != identity_.listeners()[*out].protocol ||
            identity_.listeners()[*in].family != identity_.listeners()[*out].family))
-        rr.push_back(record_route_value(*in));
+        rr[rr_count++] = record_route_value(*in);
     }
-    std::vector<std::string_view> rr_views(rr.begin(), rr.end());
-    e.add_record_route = rr_views;
+    for (size_t i = 0; i < rr_count; ++i) rr_views[i] = rr[i];
+    e.add_record_route = std::span<const std::string_view>(rr_views, rr_count);
     std::vector<std::string_view> route_views(b.target.route.begin(), b.target.route.end());
     // §16.6 step 6: a first Route without ;lr names a strict router (RFC 2543). It routes on
     // the Request-URI: give it its own URI there and put the target last in Route.
-    std::string_view first_route;
-    if (!route_views.empty()) {
-      first_route = route_views.front();
-    } else {
-      int skip = ctx.route_skip;
-      req.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
-        if (skip-- > 0) return true;
-        first_route = v;
-        return false;
-      });
-    }
+    std::string_view next = first_route(ctx, b);
     std::string strict_ruri, strict_tail;
-    if (!first_route.empty()) {
-      auto na = core::parse_name_addr(first_route);
+    if (!next.empty()) {
+      auto na = core::parse_name_addr(next);
       if (na && !na->uri.has_param("lr")) {
         strict_ruri = std::string(na->uri_text);
         strict_tail = "Route: <" + b.target.uri + ">";
@@ -520,11 +526,7 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     b.state = Branch::State::Calling;
     ++ctx.live;
     ++counters_.branches;
-    if (ctx.invite) {
-      int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
-      ++b.timer_gen;
-      timers_.schedule(ctx.id, (b.index << 16) | b.timer_gen, kTimerC, env_.clock().now_ms() + after);
-    }
+    if (ctx.invite) arm_timer_c(ctx, b);
     return;
   }
   branch_failed(ctx, b, 503, false);
@@ -535,6 +537,21 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
 void ProxyCore::report_fault(const Branch& b, ServerFault fault, int64_t retry_after) {
   if (b.target.destination || b.server >= b.servers.servers.size()) return;
   resolver_.report(b.servers.servers[b.server], fault, retry_after);
+}
+
+// §16.6 step 11: Timer C of an INVITE branch, armed anew in a new generation (the older
+// one goes stale, STYLE.md 4). The relay's timeout overrides the setting.
+void ProxyCore::arm_timer_c(const ResponseContext& ctx, Branch& b) {
+  int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
+  ++b.timer_gen;
+  timers_.schedule(ctx.id, (b.index << 16) | b.timer_gen, kTimerC, env_.clock().now_ms() + after);
+}
+
+// STYLE.md 8: the codes that move a branch on are data: the relay's, else the setting's.
+bool ProxyCore::is_failover_code(const ResponseContext& ctx, int status) const {
+  const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes
+                                                         : ctx.options.failover_codes;
+  return std::find(codes.begin(), codes.end(), status) != codes.end();
 }
 
 // RFC 3263 failover moves a branch to its target's next server, unless the request is over
@@ -647,14 +664,17 @@ void ProxyCore::forward_response(ResponseContext& ctx, const core::Message& resp
   std::string bytes;
   core::splice(resp, e, bytes);
   ServerTransaction* txn = ctx.server_alive ? layer_->find_server(ctx.server_txn_id) : nullptr;
-  if (txn && txn->respond(resp.status(), bytes)) return;
-  if (ctx.invite && resp.status() >= 200 && resp.status() < 300) {
-    // A 2xx to an INVITE the server transaction can no longer take (it ended, or it sent a
-    // 487 after a CANCEL): forward it by Via so the caller still gets its dialog (§16.7
-    // step 10). A non-INVITE has one final response: later ones stop here.
-    ++counters_.stateless_responses;
-    env_.send(response_destination(ctx.request, ctx.source_), bytes, 0);
+  // A 2xx to an INVITE the server transaction can no longer take (it ended, or it sent a
+  // 487 after a CANCEL) is forwarded by Via so the caller still gets its dialog (§16.7
+  // step 10). A non-INVITE has one final response: later ones stop here.
+  const bool invite_2xx = ctx.invite && resp.status() >= 200 && resp.status() < 300;
+  if (!invite_2xx) {
+    if (txn) txn->respond(resp.status(), std::move(bytes));
+    return;
   }
+  if (txn && txn->respond(resp.status(), bytes)) return;
+  ++counters_.stateless_responses;
+  env_.send(response_destination(ctx.request, ctx.source_), bytes, 0);
 }
 
 void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
@@ -674,10 +694,7 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
       // §9.1: the CANCEL we held back until the branch had a provisional.
       send_cancel(ctx, *b, ct);
     } else if (ctx.invite && b->state == Branch::State::Proceeding && !b->cancel_sent) {
-      // §16.7 step 2: a provisional resets Timer C.
-      int64_t after = ctx.options.timeout_ms > 0 ? ctx.options.timeout_ms : settings_.timer_c_ms;
-      ++b->timer_gen;
-      timers_.schedule(ctx.id, (b->index << 16) | b->timer_gen, kTimerC, env_.clock().now_ms() + after);
+      arm_timer_c(ctx, *b);  // §16.7 step 2: a provisional resets Timer C
     }
     // §16.7 step 5: provisionals other than 100 are forwarded.
     if (status > 100 && !ctx.final_sent && !ctx.cancelled) forward_response(ctx, resp);
@@ -703,9 +720,7 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
     branch_failed(ctx, *b, 408, false);
     return;
   }
-  const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
-  bool failover = std::find(codes.begin(), codes.end(), status) != codes.end();
-  if (failover && may_fail_over(ctx, *b)) {
+  if (is_failover_code(ctx, status) && may_fail_over(ctx, *b)) {
     branch_failed(ctx, *b, status, true);
     return;
   }
@@ -732,12 +747,7 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
       return true;
     });
     for (auto& t : more) {
-      auto nb = std::make_unique<Branch>();
-      nb->ctx = &ctx;
-      nb->index = static_cast<uint32_t>(ctx.branches.size());
-      nb->group = ctx.current_group;
-      nb->target = std::move(t);
-      ctx.branches.push_back(std::move(nb));
+      add_branch(ctx, std::move(t), ctx.current_group);
       ++ctx.redirect_branches;
     }
     if (!more.empty()) {
@@ -928,10 +938,7 @@ void ProxyCore::on_client_timeout(ClientTransaction& ct) {
   auto* b = static_cast<Branch*>(ct.user_data());
   if (!b || b->txn_id != ct.id()) return;
   report_fault(*b, ServerFault::Timeout, -1);
-  ResponseContext& ctx = *b->ctx;
-  const auto& codes = ctx.options.failover_codes.empty() ? settings_.failover_codes : ctx.options.failover_codes;
-  bool failover = std::find(codes.begin(), codes.end(), 408) != codes.end();
-  branch_failed(ctx, *b, 408, failover);
+  branch_failed(*b->ctx, *b, 408, is_failover_code(*b->ctx, 408));
 }
 
 void ProxyCore::on_client_transport_error(ClientTransaction& ct) {

@@ -80,7 +80,7 @@ class ProxyCore final : public TransactionUser {
   void reply(ServerTransaction& txn, const core::Message& req, int status, std::string_view reason,
              std::span<const std::string> headers = {}, std::string_view body = {},
              std::string_view to_tag = {});
-  bool is_loop(const core::Message& req) const;
+  bool is_loop(const core::Message& req, uint64_t hash) const;
   uint64_t loop_hash(const core::Message& req) const;
   void answer_options_to_self(ServerTransaction& txn, const core::Message& req);
   void handle_cancel(ServerTransaction& txn, const core::Message& cancel);
@@ -91,6 +91,8 @@ class ProxyCore final : public TransactionUser {
   void branch_failed(ResponseContext& ctx, Branch& b, int status, bool failover_allowed);
   void check_complete(ResponseContext& ctx);
   void send_best(ResponseContext& ctx);
+  void arm_timer_c(const ResponseContext& ctx, Branch& b);
+  bool is_failover_code(const ResponseContext& ctx, int status) const;
   bool may_fail_over(const ResponseContext& ctx, const Branch& b) const;
   void report_fault(const Branch& b, ServerFault fault, int64_t retry_after);
   void cancel_branch(ResponseContext& ctx, Branch& b);
@@ -106,6 +108,8 @@ class ProxyCore final : public TransactionUser {
   std::string make_via(size_t listener, std::string_view branch) const;
   std::string record_route_value(size_t listener) const;
   std::string new_branch(uint64_t loop);
+  // The To tag of responses this worker generates ("sb<worker>.<unique>", hex).
+  std::string local_tag(uint64_t unique) const;
 
   TransactionEnv& env_;
   const LocalIdentity& identity_;

@@ -578,6 +578,20 @@ TEST_CASE("proxy core: failover: the relay's failover codes replace the default"
     CHECK(f.requests_to(kCarol, "INVITE").empty());
     CHECK(f.finals_to(kCaller) == Codes{500});
   }
+  SUBCASE("408 not listed: a silent server (Timer B) is final") {
+    ProxyFixture f;
+    f.resolver.answers["pool.example.net"] = {kBob, kCarol};
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d = relay_one("sip:svc@pool.example.net");
+      d.relay.failover_codes = {486};
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    f.run_until(32'000);
+    CHECK(f.requests_to(kCarol, "INVITE").empty());
+    CHECK(f.core->counters().failovers == 0);
+    CHECK(f.finals_to(kCaller) == Codes{408});
+  }
   SUBCASE("default: a 486 is final") {
     ProxyFixture f;
     f.resolver.answers["pool.example.net"] = {kBob, kCarol};
