@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "app/sip_worker.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/message.h"
@@ -145,29 +146,11 @@ int route_test(const RouteTestOptions& opts) {
       return 2;
     }
   }
-  std::vector<proxy::LocalListener> locals;
-  for (const auto& l : c.listen) {
-    proxy::LocalListener ll;
-    ll.protocol = *core::protocol_from_name(l.transport);
-    ll.address = l.address;
-    ll.host = l.advertise.empty() ? l.address : l.advertise;
-    ll.port = l.port;
-    ll.family = l.address.find(':') != std::string::npos ? AF_INET6 : AF_INET;
-    locals.push_back(ll);
-  }
-  proxy::LocalIdentity identity(locals, c.domains);
-  proxy::RegistrarSettings rs;
-  rs.min_expires = c.registrar.min_expires;
-  rs.max_expires = c.registrar.max_expires;
-  rs.default_expires = c.registrar.default_expires;
-  rs.max_bindings_per_aor = c.registrar.max_bindings_per_aor;
-  rs.domains = c.domains;
-  proxy::Registrar registrar(location, clock, rs);
+  proxy::LocalIdentity identity = identity_from(c);
+  proxy::Registrar registrar(location, clock, registrar_settings_from(c));
   proxy::RegistrarServices services(registrar, location, identity, c.registrar.proxy_foreign_domain);
 
-  scripts::ScriptLimits limits;
-  limits.max_instructions = c.script.max_instructions;
-  auto gen = scripts::compile(c.script.path, limits);
+  auto gen = scripts::compile(c.script.path, script_limits_from(c));
   if (!gen.ok()) {
     std::fprintf(stderr, "script: %s\n", gen.error().c_str());
     return 1;

@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "core/log.h"
+#include "core/method.h"
 #include "location/store.h"
 #include "proxy/credentials.h"
 #include "proxy/digest.h"
@@ -21,13 +22,6 @@ void apply_logging(const core::Config& cfg) {
   if (core::log::parse_level(cfg.logging.level, level)) core::log::set_level(level);
   core::log::set_json(cfg.logging.json);
 }
-
-scripts::ScriptLimits script_limits(const core::Config& cfg) {
-  scripts::ScriptLimits l;
-  l.max_instructions = cfg.script.max_instructions;
-  return l;
-}
-
 
 std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
   std::vector<transport::ListenerSpec> specs;
@@ -62,11 +56,10 @@ transport::DnsSettings dns_settings(const core::Config& cfg) {
   return d;
 }
 
-const char* method_label(size_t i) {
-  static const char* kNames[] = {"other", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER",
-                                 "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER",
-                                 "MESSAGE", "UPDATE"};
-  return i < std::size(kNames) ? kNames[i] : "other";
+// The stats label of WorkerReport::requests_by_method[i] (indexed by core::Method).
+std::string method_label(size_t i) {
+  if (i == 0 || i > static_cast<size_t>(core::Method::Update)) return "other";
+  return std::string(core::method_name(static_cast<core::Method>(i)));
 }
 
 }  // namespace
@@ -160,8 +153,8 @@ int Runtime::run() {
     return 1;
   }
   location::Settings loc_settings;
-  loc_settings.limits.max_bindings_per_aor = cfg.registrar.max_bindings_per_aor;
-  loc_settings.limits.max_aors = static_cast<uint32_t>(std::min<uint64_t>(cfg.registrar.max_aors, UINT32_MAX));
+  const proxy::RegistrarSettings registrar = registrar_settings_from(cfg);
+  loc_settings.limits = {registrar.max_bindings_per_aor, registrar.max_aors};
   location_ = std::make_unique<location::LocationService>(clock_, loc_settings, std::move(*store));
   if (auto st = location_->start(); !st) {
     SB_ERROR("location store: %s", core::describe(st.error()).c_str());
@@ -176,7 +169,7 @@ int Runtime::run() {
   for (uint32_t i = 0; i < n; ++i) {
     scripts::CompileOptions opts;
     opts.number = generation_;
-    auto gen = scripts::compile(cfg.script.path, script_limits(cfg), opts);
+    auto gen = scripts::compile(cfg.script.path, script_limits_from(cfg), opts);
     if (!gen.ok()) {
       SB_ERROR("script: %s", gen.error().c_str());
       location_->stop();
@@ -262,11 +255,10 @@ int Runtime::run() {
 
 void Runtime::reload(std::function<void(ReloadOutcome)> done) {
   reload_queue_.push_back(std::move(done));
-  if (!reloading_) start_reload();
+  if (reload_queue_.size() == 1) start_reload();  // else the running reload starts it when done
 }
 
 void Runtime::start_reload() {
-  reloading_ = true;
   ReloadOutcome out;
   out.generation = generation_;
   auto fail = [&](std::vector<std::string> errors) {
@@ -287,7 +279,7 @@ void Runtime::start_reload() {
     errors.push_back("location: changing the location backend needs a restart");
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
-  if (!(next.limits == cur.limits) && next.limits.queue_capacity != cur.limits.queue_capacity)
+  if (next.limits.queue_capacity != cur.limits.queue_capacity)
     errors.push_back("limits.queue_capacity: needs a restart");
   auto auth = auth_setup(next, errors);  // the users file is re-read with the config
   if (!errors.empty()) return fail(errors);
@@ -297,7 +289,7 @@ void Runtime::start_reload() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     scripts::CompileOptions opts;
     opts.number = number;
-    auto gen = scripts::compile(next.script.path, script_limits(next), opts);
+    auto gen = scripts::compile(next.script.path, script_limits_from(next), opts);
     if (!gen.ok()) return fail({"script: " + gen.error()});
     scripts[i] = gen.value();
   }
@@ -352,10 +344,10 @@ void Runtime::start_reload() {
 
 void Runtime::finish_reload(ReloadOutcome outcome) {
   (outcome.ok ? reloads_ok_ : reloads_failed_)++;
-  auto done = std::move(reload_queue_.front());
+  // The finished reload stays at the front while its caller hears the outcome: a reload
+  // asked for meanwhile only queues.
+  reload_queue_.front()(std::move(outcome));
   reload_queue_.pop_front();
-  reloading_ = false;
-  done(std::move(outcome));
   if (!reload_queue_.empty()) start_reload();
 }
 

@@ -63,9 +63,9 @@ class Runtime final : public AdminBackend {
   uv_signal_t sigint_{}, sigterm_{}, sighup_{};
   std::mutex main_mu_;
   std::vector<std::function<void()>> main_tasks_;
-  // Reloads are serialised: one runs, the others wait their turn (STYLE.md user complaints).
+  // Reloads are serialised: the front one runs, the others wait their turn (STYLE.md user
+  // complaints).
   std::deque<std::function<void(ReloadOutcome)>> reload_queue_;
-  bool reloading_ = false;
 };
 
 // Config "auth" with its users file loaded and checked, as `run` and every reload do (and

@@ -35,6 +35,12 @@ proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg) {
   return r;
 }
 
+scripts::ScriptLimits script_limits_from(const core::Config& cfg) {
+  scripts::ScriptLimits l;
+  l.max_instructions = cfg.script.max_instructions;
+  return l;
+}
+
 // Measures the time spent in the routing policy per call (the synchronous part: a script
 // that waits is measured up to its first wait) for the script time histogram.
 class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {

@@ -8,8 +8,9 @@
 
 #include <array>
 #include <memory>
+#include <utility>
+#include <vector>
 
-#include "app/admin_backend.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/message.h"
@@ -112,8 +113,9 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   double script_seconds_ = 0;
 };
 
-// The proxy's view of our listeners from a config.
-proxy::LocalIdentity identity_from(const core::Config& cfg);
+// What a config sets in the proxy's parts; workers, every reload and `route-test` share these.
+proxy::LocalIdentity identity_from(const core::Config& cfg);  // the proxy's view of our listeners
 proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg);
+scripts::ScriptLimits script_limits_from(const core::Config& cfg);
 
 }  // namespace sb::app

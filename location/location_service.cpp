@@ -43,7 +43,9 @@ bool same_instance(std::string_view a, std::string_view b) {
   return core::iequals(unquote(a), unquote(b));
 }
 
-std::string join_path(std::span<const std::string_view> path) {
+// Path values as one field: the table stores them comma-joined (see Record::to_binding).
+template <class Strings>
+std::string join_path(const Strings& path) {
   std::string out;
   for (std::string_view p : path) {
     if (!out.empty()) out += ',';
@@ -287,13 +289,8 @@ core::Status LocationService::start() {
     for (StoredBinding& row : rows) {
       max_id = std::max(max_id, row.id);
       const Binding& b = row.binding;
-      Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, {}};
-      std::string path;
-      for (const auto& p : b.path) {
-        if (!path.empty()) path += ',';
-        path += p;
-      }
-      f[kPath] = path;
+      const std::string path = join_path(b.path);
+      Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
       if (b.expires_at <= now || row.aor.empty() || !fields_fit(f)) {
         // Expired while we were down: gone from the table and from the store.
         store_->erase(row.id);

@@ -419,13 +419,18 @@ TEST_CASE("bad input to the table") {
   BindingChange bad = change("not a uri");
   auto r = loc.update(kAor, request("c", 1), {&bad, 1});
   REQUIRE(!r);
+  CHECK(location::same_fault(r.error(), location::faults::kBadContact));
   CHECK(r.error().status == 400);
-  CHECK(!loc.update("", request("c", 1), {}));
+  r = loc.update("", request("c", 1), {});
+  REQUIRE(!r);
+  CHECK(location::same_fault(r.error(), location::faults::kBadAor));
   std::string huge(70000, 'x');
   BindingChange ok = change("sip:a@192.0.2.1");
   UpdateRequest req = request("c", 1);
   req.user_agent = huge;
-  CHECK(!loc.update(kAor, req, {&ok, 1}));
+  r = loc.update(kAor, req, {&ok, 1});
+  REQUIRE(!r);
+  CHECK(location::same_fault(r.error(), location::faults::kTooLong));
   CHECK(loc.size() == 0);
   // Fetch (no Contact) of an unknown AOR creates nothing.
   auto fetch = loc.update(kAor, request("c", 2), {});
