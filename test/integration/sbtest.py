@@ -2,6 +2,7 @@
 its own free ports and temp dir, talk SIP to it over UDP/TCP (stdlib only), stop it by PID.
 
 Every wait is bounded; nothing sleeps for a fixed time where it can poll for a condition."""
+import http.client
 import json
 import os
 import random
@@ -67,8 +68,8 @@ class Proxy:
         self.proc = None
 
     def write_config(self):
-        with open(self.config_path, "w") as f:
-            json.dump(self.config, f, indent=2)
+        """Atomically, so a reload never reads half a file."""
+        write_atomic(self.config_path, json.dumps(self.config, indent=2))
 
     def start(self, wait_for_listeners=True):
         self.write_config()
@@ -127,6 +128,43 @@ class Proxy:
             self.proc.kill()
             self.proc.wait()
         self.tmp.cleanup()
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def poll(cond, timeout, interval=0.05):
+    """True once cond() holds, False if it does not within timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def wait_until(cond, timeout, what):
+    check(poll(cond, timeout), "timed out waiting for " + what)
+
+
+def admin(p, method, path, body=None, headers=None):
+    """One admin API request to Proxy p: (status, body text). A body is sent as JSON."""
+    c = http.client.HTTPConnection("127.0.0.1", p.config["admin"]["port"], timeout=5)
+    hdrs = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    try:
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
 
 
 def deep_update(dst, src):
@@ -312,6 +350,18 @@ def request(method, ruri, client, extra_headers=(), body="", call_id=None, cseq=
 
 def options(ruri, client, **kw):
     return request("OPTIONS", ruri, client, **kw)
+
+
+def register(port, user, contact, expires=600, domain="localhost"):
+    """REGISTER sip:user@domain at contact over UDP to 127.0.0.1:port; checks the 200."""
+    c = UdpClient()
+    c.dest = ("127.0.0.1", port)
+    c.send(request("REGISTER", "sip:" + domain, c, extra_headers=["Contact: <%s>" % contact,
+                                                                 "Expires: %d" % expires],
+                   from_uri="sip:%s@%s" % (user, domain), to_uri="sip:%s@%s" % (user, domain)))
+    r = c.recv_response(timeout=3, skip_provisional=True)
+    c.close()
+    check(r is not None and r.status == 200, "REGISTER %s: %r" % (user, r))
 
 
 def check(cond, msg):

@@ -1,26 +1,11 @@
 """Issue 6: the admin API on the real binary. /health, /stats, /metrics (parsed as
 Prometheus text; counters move with traffic), /location add/list/rm, POST /reload, and
 `switchboard ctl` as its client. Bad admin input gets a 4xx and SIP keeps flowing."""
-import http.client
 import json
 import re
 import subprocess
 import sbtest
-from sbtest import Proxy, UdpClient, check
-
-
-def admin(p, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", p.config["admin"]["port"], timeout=5)
-    hdrs = dict(headers or {})
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs["Content-Type"] = "application/json"
-    c.request(method, path, body=data, headers=hdrs)
-    r = c.getresponse()
-    out = r.status, r.read().decode()
-    c.close()
-    return out
+from sbtest import Proxy, UdpClient, admin, check
 
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')

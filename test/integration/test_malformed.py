@@ -1,6 +1,7 @@
 """Issue 3: bad input. 400 with the parser's reason when a Via is usable, a counted drop
 otherwise; 505 for a wrong version; 513 for an oversize message; TCP framing of split and
 joined messages; nothing takes the worker down."""
+import json
 import socket
 import sbtest
 from sbtest import Proxy, UdpClient, TcpClient, options, check
@@ -52,6 +53,9 @@ def test_no_via_is_dropped_and_counted():
         r = c.recv_response(timeout=0.5)
         check(r is None, "no answer without a Via, got %r" % r)
         check(alive(p), "still serving")
+        st, body = sbtest.admin(p, "GET", "/stats")
+        drops = json.loads(body)["drops"]
+        check(st == 200 and drops.get("unparseable") == 2, "both drops counted: %s" % body)
         p.stop()
         check("drop" in p.read_log().lower(), "drop logged:\n" + p.read_log())
 

@@ -3,19 +3,8 @@ and 2: register then call with Record-Route honoured by both ends, parallel fork
 CANCEL of the losing branch, CANCEL from the caller, and the §16.3 refusals."""
 import re
 import sbtest
-from sbtest import Proxy, UdpClient, TcpClient, check
+from sbtest import Proxy, UdpClient, check, register
 from sipp import Sipp
-
-
-def register(port, user, contact, expires=600, domain="localhost"):
-    c = UdpClient()
-    c.dest = ("127.0.0.1", port)
-    c.send(sbtest.request("REGISTER", "sip:" + domain, c, extra_headers=["Contact: <%s>" % contact,
-                                                                        "Expires: %d" % expires],
-                          from_uri="sip:%s@%s" % (user, domain), to_uri="sip:%s@%s" % (user, domain)))
-    r = c.recv_response(timeout=3, skip_provisional=True)
-    c.close()
-    check(r is not None and r.status == 200, "REGISTER %s: %r" % (user, r))
 
 
 def call(p, uas_scenario="uas.xml", transport="u1", hold_ms=100, uas_keys=None, user="bob"):

@@ -30,26 +30,14 @@ def which(p):
 
 
 def wait_for(p, name, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if which(p) == name:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    return sbtest.poll(lambda: which(p) == name, timeout)
 
 
 def test_reload_under_load():
     p = Proxy(workers=2, ipv6=False)
     a_port, b_port = sbtest.free_port(), sbtest.free_port()
     script = os.path.join(p.tmp.name, "route.lua")
-    write(script, SCRIPT % {"name": "A", "port": a_port})
+    sbtest.write_atomic(script, SCRIPT % {"name": "A", "port": a_port})
     p.config["script"] = {"path": script}
     with p:
         uas_a = Sipp("uas.xml", p.tmp.name, port=a_port, calls=100000).start()
@@ -61,7 +49,7 @@ def test_reload_under_load():
         names = ["B", "A"] * 5
         for name in names:
             time.sleep(1.5)
-            write(script, SCRIPT % {"name": name, "port": b_port if name == "B" else a_port})
+            sbtest.write_atomic(script, SCRIPT % {"name": name, "port": b_port if name == "B" else a_port})
             p.proc.send_signal(signal.SIGHUP)
             check(wait_for(p, name), "after reload, script %s is in charge" % name)
         rc = uac.wait(120)
@@ -78,29 +66,25 @@ def test_reload_under_load():
 def test_rejected_reloads_change_nothing():
     p = Proxy(workers=2, ipv6=False)
     script = os.path.join(p.tmp.name, "route.lua")
-    write(script, SCRIPT % {"name": "A", "port": 5})
+    sbtest.write_atomic(script, SCRIPT % {"name": "A", "port": 5})
     p.config["script"] = {"path": script}
     with p:
         check(wait_for(p, "A"), "script A answers")
         # A syntax error in the script: refused with file:line, A keeps running.
-        write(script, "function on_request(req)\n  return req:reply(200, \"broken\"\n")
+        sbtest.write_atomic(script, "function on_request(req)\n  return req:reply(200, \"broken\"\n")
         p.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 5
-        while time.time() < deadline and "reload failed" not in p.read_log():
-            time.sleep(0.05)
+        sbtest.poll(lambda: "reload failed" in p.read_log(), 5)
         log = p.read_log()
         check("reload failed" in log and "route.lua:3" in log, "syntax error refused with file:line:\n" + log[-1500:])
         check(which(p) == "A", "traffic unaffected: still A")
         # A bad config value: refused with its key path.
-        write(script, SCRIPT % {"name": "B", "port": 5})
+        sbtest.write_atomic(script, SCRIPT % {"name": "B", "port": 5})
         cfg = dict(p.config)
         cfg["timers"] = {"t1_ms": 0}
         with open(p.config_path, "w") as f:
             json.dump(cfg, f)
         p.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 5
-        while time.time() < deadline and "timers.t1_ms" not in p.read_log():
-            time.sleep(0.05)
+        sbtest.poll(lambda: "timers.t1_ms" in p.read_log(), 5)
         check("timers.t1_ms" in p.read_log(), "bad value refused naming its key:\n" + p.read_log()[-1500:])
         check(which(p) == "A", "still A after the refused config")
         # The next good reload succeeds (no "fail once, fail forever").

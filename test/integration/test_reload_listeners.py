@@ -3,14 +3,11 @@ UDP A for the readiness probe); a call is set up over a TCP connection to B (SIP
 caller, SIPp TCP callee registered through the proxy) and held. A reload (SIGHUP) to TCP A
 and C, without B: C answers OPTIONS over TCP, a new connect to B is refused, and the call in
 progress over the old connection to B completes (ACK before, BYE/200 after the reload)."""
-import http.client
 import json
-import os
 import signal
 import socket
-import time
 import sbtest
-from sbtest import Proxy, TcpClient, UdpClient, check
+from sbtest import Proxy, TcpClient, check, register, wait_until
 from sipp import Sipp
 
 
@@ -18,41 +15,9 @@ def listen(*entries):
     return [{"transport": t, "address": "127.0.0.1", "port": port} for t, port in entries]
 
 
-def register(port, user, contact):
-    c = UdpClient()
-    c.dest = ("127.0.0.1", port)
-    c.send(sbtest.request("REGISTER", "sip:localhost", c,
-                          extra_headers=["Contact: <%s>" % contact, "Expires: 600"],
-                          from_uri="sip:%s@localhost" % user, to_uri="sip:%s@localhost" % user))
-    r = c.recv_response(timeout=3, skip_provisional=True)
-    c.close()
-    check(r is not None and r.status == 200, "REGISTER %s: %r" % (user, r))
-
-
 def acks_seen(p):
-    c = http.client.HTTPConnection("127.0.0.1", p.config["admin"]["port"], timeout=5)
-    try:
-        c.request("GET", "/stats")
-        s = json.loads(c.getresponse().read().decode())
-    finally:
-        c.close()
-    return s["requests_by_method"].get("ACK", 0)
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-def write_config(p):
-    tmp = p.config_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(p.config, f, indent=2)
-    os.replace(tmp, p.config_path)
+    _, body = sbtest.admin(p, "GET", "/stats")
+    return json.loads(body)["requests_by_method"].get("ACK", 0)
 
 
 def test_reload_adds_and_removes_tcp_listeners():
@@ -73,7 +38,7 @@ def test_reload_adds_and_removes_tcp_listeners():
             oks = p.read_log().count("reload ok")
 
             p.config["listen"] = listen(("udp", a), ("tcp", a), ("tcp", c))
-            write_config(p)
+            p.write_config()
             p.proc.send_signal(signal.SIGHUP)
             wait_until(lambda: p.read_log().count("reload ok") > oks or "reload failed" in p.read_log(), 10,
                        "the reload:\n" + p.read_log()[-2000:])
@@ -137,7 +102,7 @@ def test_reload_with_a_taken_port_changes_nothing():
         try:
             # Would remove B and add D: refused as a whole, B keeps accepting.
             p.config["listen"] = listen(("udp", a), ("tcp", a), ("tcp", d))
-            write_config(p)
+            p.write_config()
             p.proc.send_signal(signal.SIGHUP)
             wait_until(lambda: "reload failed" in p.read_log(), 10, "the refused reload:\n" + p.read_log()[-2000:])
             log = p.read_log()
