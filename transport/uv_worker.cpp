@@ -501,6 +501,16 @@ bool UvWorker::send_stream(uint32_t origin, const core::Peer& to, std::string_vi
     if (it != connections_.end() && it->second->usable())
       return it->second->send(bytes, cookie, origin);
   }
+  if (origin == id_ && workers() > 1) {
+    // Another worker may hold a connection to that peer (stream_directory.h): reuse it.
+    auto held = group_.streams.find(to.protocol, to.endpoint);
+    if (held && held->worker != id_ && held->worker < workers()) {
+      core::Peer via_owner = to;
+      via_owner.connection = *held;
+      return group_.workers[held->worker]->push(
+          SendTask::make(bytes, via_owner, cookie, origin, via_listener));
+    }
+  }
   if (connections_.size() >= limits().max_connections) {
     bump(c_.connections_refused);
     SB_LOG_RL(Warn, {}, "worker %u: %zu connections, connect to %s refused", id_,
@@ -543,6 +553,7 @@ uint32_t UvWorker::next_connection_id() {
 void UvWorker::add_connection(Connection* c) {
   connections_[c->id()] = c;
   by_endpoint_[StreamKey{core::Protocol::Tcp, c->remote()}] = c->id();
+  group_.streams.add(core::Protocol::Tcp, c->remote(), core::ConnectionId{id_, c->id()});
   bump(c_.connections_open);
 }
 
@@ -562,6 +573,7 @@ void UvWorker::on_incoming(TcpServer& s) {
 
 void UvWorker::unregister(Connection& c) {
   if (connections_.erase(c.id()) == 0) return;
+  group_.streams.remove(core::Protocol::Tcp, c.remote(), core::ConnectionId{id_, c.id()});
   auto it = by_endpoint_.find(StreamKey{core::Protocol::Tcp, c.remote()});
   if (it != by_endpoint_.end() && it->second == c.id()) by_endpoint_.erase(it);
   drop(c_.connections_open);

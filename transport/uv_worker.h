@@ -16,6 +16,7 @@
 #include "core/framing.h"
 #include "core/message.h"
 #include "transport/bounded_queue.h"
+#include "transport/stream_directory.h"
 #include "transport/worker.h"
 
 namespace sb::transport::detail {
@@ -35,6 +36,8 @@ struct GroupState {
   // start() returns.
   std::function<void(Worker&)> on_start;
   std::unique_ptr<std::latch> started;
+  // Which worker holds the stream connection to a peer (stream_directory.h).
+  StreamDirectory streams;
 };
 
 // Work handed to a worker by another thread (or by itself, via post()).
