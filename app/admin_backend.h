@@ -54,6 +54,9 @@ struct StatsSnapshot {
   Histogram script_seconds;                            // time in the routing script per call
   std::map<std::string, uint64_t> parse_errors;        // by reason (status class / fault)
   std::map<std::string, uint64_t> drops;               // by reason
+  // Requests and connections refused by the proxy's own protection, by reason
+  // ("rate_limited", "blocked", "connections_per_source", "overload"; docs/security.md).
+  std::map<std::string, uint64_t> refused;
   std::map<std::string, uint64_t> counters;            // everything else, by metric name
   std::vector<WorkerSnapshot> per_worker;
   bool healthy = true;

@@ -104,6 +104,7 @@ const std::set<std::string, std::less<>>& fixed_names() {
       "switchboard_script_errors_total", "switchboard_script_duration_seconds",
       "switchboard_parse_errors_total",  "switchboard_drops_total",
       "switchboard_queue_depth",         "switchboard_worker_transactions",
+      "switchboard_refused_total",
   };
   return names;
 }
@@ -180,6 +181,10 @@ std::string prometheus_text(const StatsSnapshot& s) {
   w.family("switchboard_drops_total", "counter", "Messages dropped, by reason.");
   for (const auto& [reason, n] : s.drops) w.sample("switchboard_drops_total", {{"reason", reason}}, n);
 
+  w.family("switchboard_refused_total", "counter",
+           "Messages and connections refused by flood protection and overload, by reason.");
+  for (const auto& [reason, n] : s.refused) w.sample("switchboard_refused_total", {{"reason", reason}}, n);
+
   w.family("switchboard_queue_depth", "gauge", "Items waiting in each worker's hand-off queue.");
   for (const auto& wk : s.per_worker)
     w.sample("switchboard_queue_depth", {{"worker", std::to_string(wk.id)}}, wk.queue_depth);
@@ -235,6 +240,8 @@ nlohmann::json stats_json(const StatsSnapshot& s) {
   for (const auto& [k, v] : s.parse_errors) j["parse_errors"][k] = v;
   j["drops"] = json::object();
   for (const auto& [k, v] : s.drops) j["drops"][k] = v;
+  j["refused"] = json::object();
+  for (const auto& [k, v] : s.refused) j["refused"][k] = v;
   j["counters"] = json::object();
   for (const auto& [k, v] : s.counters) j["counters"][k] = v;
   j["per_worker"] = json::array();

@@ -149,6 +149,7 @@ int route_test(const RouteTestOptions& opts) {
   proxy::LocalIdentity identity = identity_from(c);
   proxy::Registrar registrar(location, clock, registrar_settings_from(c));
   proxy::RegistrarServices services(registrar, location, identity, c.registrar.proxy_foreign_domain);
+  services.set_trusted(c.security.trusted);
 
   auto gen = scripts::compile(c.script.path, script_limits_from(c));
   if (!gen.ok()) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 
+#include "core/cidr.h"
 #include "core/clock.h"
 #include "location/location_service.h"
 #include "proxy/credentials.h"
@@ -32,6 +33,9 @@ class RegistrarServices final : public PolicyServices {
   bool is_local_domain(std::string_view host) const override { return identity_.is_local_domain(host); }
   std::vector<std::string> domains() const override { return identity_.domains(); }
   void set_proxy_foreign_register(bool on) { proxy_foreign_ = on; }
+  // Config "security.trusted"; set on start and reload.
+  void set_trusted(core::CidrSet trusted) { trusted_ = std::move(trusted); }
+  bool is_trusted(const core::Endpoint& source) const override { return trusted_.contains(source); }
 
   // Digest authentication for this worker (null: not configured). Call on start and reload;
   // the nonce-count table survives a reload that keeps the secret.
@@ -47,6 +51,7 @@ class RegistrarServices final : public PolicyServices {
   location::LocationService& location_;
   const LocalIdentity& identity_;
   bool proxy_foreign_;
+  core::CidrSet trusted_ = core::CidrSet::loopback();
   std::shared_ptr<const AuthSetup> auth_setup_;
   std::unique_ptr<digest::Authenticator> auth_;
 };

@@ -134,6 +134,9 @@ class PolicyServices {
   // Is this host one of our domains?
   virtual bool is_local_domain(std::string_view host) const = 0;
   virtual std::vector<std::string> domains() const = 0;
+  // Is this source in the trusted networks (config "security.trusted")? The default script
+  // lets trusted sources register and call without authenticating (docs/security.md).
+  virtual bool is_trusted(const core::Endpoint& source) const { (void)source; return false; }
 
   // Digest authentication (RFC 3261 §22, RFC 7616/8760). The defaults say "not configured".
   virtual bool auth_enabled() const { return false; }

@@ -155,6 +155,7 @@ int req_add_header(lua_State* L);
 int req_remove_header(lua_State* L);
 int req_set_uri(lua_State* L);
 int req_in_dialog(lua_State* L);
+int req_routed_by_us(lua_State* L);
 int req_record_route(lua_State* L);
 int req_reply(lua_State* L);
 int req_relay(lua_State* L);

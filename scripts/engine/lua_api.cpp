@@ -83,9 +83,11 @@ const ApiEntry kApi[] = {
     {kRequestMeta, "cseq", V, "req.cseq -> {number, method}",
      "The CSeq header: `number` (an integer) and `method`.",
      "if req.cseq.number > 1000 then log.warn(\"long dialog\") end", detail::req_cseq},
-    {kRequestMeta, "source", V, "req.source -> {ip, port, transport}",
+    {kRequestMeta, "source", V, "req.source -> {ip, port, transport, trusted}",
      "Where the request came from: the previous hop's `ip` (IPv6 without brackets), `port` and "
-     "`transport` (`\"UDP\"`, `\"TCP\"`, `\"TLS\"`, `\"WS\"` or `\"WSS\"`).",
+     "`transport` (`\"UDP\"`, `\"TCP\"`, `\"TLS\"`, `\"WS\"` or `\"WSS\"`); `trusted` is "
+     "`true` when `ip` is in config `security.trusted` (docs/security.md), e.g. to let trusted "
+     "networks call without authenticating.",
      "if req.source.transport ~= \"TLS\" then return req:reply(403, \"TLS Required\") end",
      detail::req_source},
     {kRequestMeta, "body", V, "req.body -> string", "The message body; `\"\"` when there is none.",
@@ -124,6 +126,14 @@ const ApiEntry kApi[] = {
      "True when the To header has a tag (RFC 3261 §12.2): the request belongs to a dialog and "
      "should follow its Route set with `req:relay()`.",
      "if req:in_dialog() then return req:relay() end", detail::req_in_dialog},
+    {kRequestMeta, "routed_by_us", M, "req:routed_by_us() -> boolean",
+     "True when the request carried a Route naming this proxy (which the proxy consumed): it "
+     "follows a route set we Record-Routed. An \"in-dialog\" request (To tag) without one never "
+     "passed through us, so relaying it for an untrusted source would make us an open relay.",
+     "if req:in_dialog() and (req.source.trusted or req:routed_by_us()) then\n"
+     "  return req:relay()\n"
+     "end",
+     detail::req_routed_by_us},
     {kRequestMeta, "record_route", M, "req:record_route() -> true",
      "Insert a Record-Route when the request is relayed (RFC 3261 §16.6 step 4), so the "
      "dialog's later requests pass through this proxy. Applies to the relay decision whether it "

@@ -637,7 +637,9 @@ int req_source(lua_State* L) {
   RequestContext* ctx = check_request(L, 1);
   {
     const core::Peer& p = ctx->req->source();
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
+    lua_pushboolean(L, ctx->g->services && ctx->g->services->is_trusted(p.endpoint));
+    lua_setfield(L, -2, "trusted");
     push_sv(L, core::protocol_name(p.protocol));
     lua_setfield(L, -2, "transport");
     std::string ip = p.endpoint.ip();  // no Lua call below can raise (bridge.h)
@@ -778,6 +780,12 @@ int req_tostring(lua_State* L) {
 int req_in_dialog(lua_State* L) {
   RequestContext* ctx = check_request(L, 1);
   lua_pushboolean(L, ctx->req->in_dialog());
+  return 1;
+}
+
+int req_routed_by_us(lua_State* L) {
+  RequestContext* ctx = check_request(L, 1);
+  lua_pushboolean(L, ctx->req->routed_by_us());
   return 1;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/address.h"
+#include "core/cidr.h"
 #include "core/message.h"
 #include "core/text.h"
 #include "core/uri.h"
@@ -91,8 +92,12 @@ class FakeServices final : public proxy::PolicyServices {
     return false;
   }
   std::vector<std::string> domains() const override { return domains_; }
+  bool is_trusted(const core::Endpoint& source) const override { return trusted_.contains(source); }
 
   std::vector<std::string> domains_ = {"example.com", "192.0.2.1"};
+  // FakeRequest's default source (192.0.2.10) is trusted, so scripts see it as before
+  // config "security" existed; tests of untrusted sources use another address.
+  core::CidrSet trusted_ = core::CidrSet({*core::parse_cidr("192.0.2.0/24")});
   int saves = 0;
   int lookups = 0;
 

@@ -1,7 +1,15 @@
 // The scripts we ship: scripts/default.lua and every scripts/examples/*.lua, each run on
 // parsed messages with fake services.
+#include <memory>
 #include <string>
 
+#include "core/clock.h"
+#include "location/location_service.h"
+#include "proxy/credentials.h"
+#include "proxy/digest.h"
+#include "proxy/local_identity.h"
+#include "proxy/policy_services.h"
+#include "proxy/registrar.h"
 #include "test/scripts/script_test_util.h"
 
 using namespace sb::scripts;
@@ -77,14 +85,59 @@ TEST_CASE("default.lua: unknown user 404, registered user relayed by q with Reco
   CHECK_FALSE(d.relay.record_route);  // only INVITE dialogs are record-routed
 }
 
-TEST_CASE("default.lua: a foreign domain is 403 (not an open relay)") {
+TEST_CASE("default.lua: a foreign domain is relayed only for trusted sources (not an open relay)") {
   Harness h(source_path("scripts/default.lua"));
-  FakeRequest r(sip_request("INVITE", "sip:bob@example.org"));
-  Decision d = h.request(r);
+  // 192.0.2.10 (FakeRequest's default) is trusted by the fake services: relayed as it is.
+  FakeRequest trusted(sip_request("INVITE", "sip:bob@example.org"));
+  Decision d = h.request(trusted);
+  REQUIRE_MESSAGE(d.kind == Decision::Kind::Relay, h.policy.last_error());
+  CHECK(d.targets.empty());
+  CHECK(d.relay.record_route);
+  CHECK(h.services.lookups == 0);
+
+  // An untrusted source, a foreign user: nobody to authenticate as, 403.
+  FakeRequest r(from("INVITE", "sip:bob@example.org", "sip:eve@evil.example"), "203.0.113.66");
+  d = h.request(r);
   CHECK(d.kind == Decision::Kind::Reply);
   CHECK(d.status == 403);
   CHECK(d.reason == "Not a relay for this domain");
+  // An untrusted source claiming one of our users, without config auth: 403 as well.
+  FakeRequest ours(sip_request("INVITE", "sip:bob@example.org"), "203.0.113.66");
+  d = h.request(ours);
+  CHECK(d.status == 403);
   CHECK(h.services.lookups == 0);
+}
+
+TEST_CASE("default.lua: without config auth, untrusted sources can neither register nor call") {
+  Harness h(source_path("scripts/default.lua"));
+  h.services.bind("sip:bob@example.com", target("sip:bob@192.0.2.50:5060"));
+  FakeRequest reg(sip_request("REGISTER", "sip:example.com"), "198.51.100.7");
+  Decision d = h.request(reg);
+  CHECK(d.kind == Decision::Kind::Reply);
+  CHECK(d.status == 403);
+  CHECK(d.reason == "Authentication Required");
+  CHECK(h.services.saves == 0);
+
+  FakeRequest call(sip_request("INVITE", "sip:bob@example.com"), "2001:db8::7");
+  d = h.request(call);
+  CHECK(d.status == 403);
+  CHECK(h.services.lookups == 0);
+
+  // A To tag alone does not make a request part of a dialog we routed.
+  FakeRequest bye(sip_request("BYE", "sip:bob@198.51.100.20:5062", {}, "a6c85cf"), "198.51.100.7");
+  d = h.request(bye);
+  CHECK(d.status == 403);
+
+  // Keep-alive OPTIONS to the proxy itself are still answered.
+  FakeRequest opt(sip_request("OPTIONS", "sip:example.com"), "198.51.100.7");
+  CHECK(h.request(opt).status == 200);
+
+  // The same requests from a trusted source go through as before.
+  FakeRequest reg2(sip_request("REGISTER", "sip:example.com"));
+  CHECK(h.request(reg2).status == 200);
+  FakeRequest call2(sip_request("INVITE", "sip:bob@example.com"));
+  CHECK(h.request(call2).kind == Decision::Kind::Relay);
+  CHECK(h.policy.counters().errors == 0);
 }
 
 TEST_CASE("default.lua: OPTIONS to the proxy is 200; on_failure sends the best response") {
@@ -234,4 +287,111 @@ TEST_CASE("examples/time_of_day.lua: office hours, voicemail, failover to voicem
     FakeRequest bob(sip_request("INVITE", "sip:bob@example.com"));
     CHECK(h.request(bob).status == 404);
   }
+}
+
+// default.lua with config auth, against the real RegistrarServices (digest + users file):
+// untrusted sources are challenged and get through with good credentials.
+namespace {
+
+using sb::proxy::digest::Algorithm;
+
+struct DefaultAuthFixture {
+  sb::core::FakeClock clock;
+  sb::location::LocationService loc{clock, [] { sb::location::Settings s; s.sweep_interval_ms = 0; return s; }(),
+                                    nullptr};
+  sb::proxy::Registrar registrar{loc, clock, [] {
+                                   sb::proxy::RegistrarSettings s;
+                                   s.domains = {"example.com"};
+                                   return s;
+                                 }()};
+  sb::proxy::LocalIdentity identity{{}, {"example.com"}};
+  sb::proxy::RegistrarServices services{registrar, loc, identity, false};
+  std::unique_ptr<LuaPolicy> policy;
+
+  DefaultAuthFixture() {
+    auto users = sb::proxy::parse_user_store(
+        R"({"realm": "example.com", "users": {"alice": {"ha1_sha256": ")" +
+            sb::proxy::digest::ha1(Algorithm::SHA256, "alice", "example.com", "secret") +
+            R"(", "aors": ["sip:alice@example.com"]}}})",
+        "users.json");
+    REQUIRE(users.ok());
+    auto setup = std::make_shared<sb::proxy::AuthSetup>();
+    setup->settings.realm = "example.com";
+    setup->settings.secret = "0123456789abcdef0123456789abcdef";
+    setup->settings.algorithms = {Algorithm::SHA256};
+    setup->users = users.store;
+    services.set_auth(setup, clock, 0);
+    services.set_trusted(sb::core::CidrSet({*sb::core::parse_cidr("10.0.0.0/8")}));
+    policy = std::make_unique<LuaPolicy>(must_compile(source_path("scripts/default.lua")), services);
+  }
+  Decision run(FakeRequest& r) {
+    Outcome o;
+    policy->on_request(r, capture(o));
+    REQUIRE(o.calls == 1);
+    return o.d;
+  }
+  std::string nonce() {
+    auto lines = services.authenticator()->challenge(true, {}, false);
+    size_t a = lines[0].find("nonce=\"") + 7;
+    return lines[0].substr(a, lines[0].find('"', a) - a);
+  }
+  // `method ruri` from alice with credentials for `password`.
+  std::string signed_request(std::string_view method, std::string_view ruri, std::string_view password,
+                             std::string_view to = "sip:alice@example.com") {
+    std::string n = nonce();
+    std::string h = sb::proxy::digest::ha1(Algorithm::SHA256, "alice", "example.com", password);
+    std::string resp = sb::proxy::digest::response(Algorithm::SHA256, h, n, "00000001", "abc", "auth", method, ruri);
+    std::string name = method == "REGISTER" ? "Authorization" : "Proxy-Authorization";
+    std::string text = sip_request(method, ruri,
+                                   {name + ": Digest username=\"alice\", realm=\"example.com\", nonce=\"" + n +
+                                    "\", uri=\"" + std::string(ruri) + "\", response=\"" + resp +
+                                    "\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"abc\""});
+    std::string to_line = "To: Bob <sip:bob@example.com>";
+    text.replace(text.find(to_line), to_line.size(), "To: <" + std::string(to) + ">");
+    return text;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("default.lua with auth: untrusted REGISTER 401, INVITE 407; good credentials pass") {
+  DefaultAuthFixture f;
+  FakeRequest reg(sip_request("REGISTER", "sip:example.com"), "198.51.100.7");
+  Decision d = f.run(reg);
+  CHECK(d.status == 401);
+  REQUIRE_FALSE(d.headers.empty());
+  CHECK(d.headers[0].starts_with("WWW-Authenticate: Digest"));
+
+  FakeRequest inv(sip_request("INVITE", "sip:bob@example.com"), "198.51.100.7");
+  d = f.run(inv);
+  CHECK(d.status == 407);
+  REQUIRE_FALSE(d.headers.empty());
+  CHECK(d.headers[0].starts_with("Proxy-Authenticate: Digest"));
+
+  // A foreign domain from one of our users: challenged too (it may call out once authenticated).
+  FakeRequest out(sip_request("INVITE", "sip:bob@example.org"), "198.51.100.7");
+  CHECK(f.run(out).status == 407);
+
+  FakeRequest good(f.signed_request("REGISTER", "sip:example.com", "secret"), "198.51.100.7");
+  d = f.run(good);
+  CHECK(d.status == 200);
+  CHECK(good.auth.verified);
+
+  FakeRequest wrong(f.signed_request("REGISTER", "sip:example.com", "nope"), "198.51.100.7");
+  CHECK(f.run(wrong).status == 401);
+
+  // Authenticated, but another user's AOR: 403 from the registrar.
+  FakeRequest other(f.signed_request("REGISTER", "sip:example.com", "secret", "sip:bob@example.com"),
+                    "198.51.100.7");
+  CHECK(f.run(other).status == 403);
+
+  // An authenticated call to a foreign domain is relayed, the credentials removed.
+  FakeRequest call(f.signed_request("INVITE", "sip:carol@example.org", "secret"), "198.51.100.7");
+  d = f.run(call);
+  CHECK(d.kind == Decision::Kind::Relay);
+  CHECK(call.edits_.remove_headers == std::vector<std::string>{"Proxy-Authorization"});
+
+  // Trusted (10.0.0.0/8 here): no challenge.
+  FakeRequest lan(sip_request("REGISTER", "sip:example.com"), "10.1.2.3");
+  CHECK(f.run(lan).status == 200);
 }
