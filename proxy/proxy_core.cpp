@@ -437,8 +437,21 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
 }
 
 void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
+  // RFC 3261 §26.2.2, RFC 5630 §3.1.3: a sips request travels over TLS on every hop; with
+  // no TLS server left for this target it fails with 480 rather than leaving over plain text.
+  const bool sips = ctx.request.ruri().scheme == core::Scheme::Sips ||
+                    (b.target.uri.size() >= 5 && core::iequals(std::string_view(b.target.uri).substr(0, 5), "sips:"));
+  bool refused_plain = false;
   while (b.server < b.servers.servers.size()) {
     const core::Peer& peer = b.servers.servers[b.server];
+    if (sips && !core::is_secure(peer.protocol)) {
+      SB_LOG(Info, ctx.request.call_id(), "branch %s: sips request not sent over %s to %s (TLS only)",
+             b.target.uri.c_str(), std::string(core::protocol_name(peer.protocol)).c_str(),
+             peer.endpoint.to_string().c_str());
+      refused_plain = true;
+      ++b.server;
+      continue;
+    }
     auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
     if (!out) {
       ++b.server;  // no listener for that transport: next server
@@ -529,7 +542,7 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     if (ctx.invite) arm_timer_c(ctx, b);
     return;
   }
-  branch_failed(ctx, b, 503, false);
+  branch_failed(ctx, b, refused_plain ? 480 : 503, false);
 }
 
 // RFC 3263 §4.3: tell the resolver which server of its list failed, so later lists may

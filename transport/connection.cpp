@@ -48,7 +48,7 @@ Connection::~Connection() {
 
 core::Peer Connection::peer() const {
   core::Peer p;
-  p.protocol = core::Protocol::Tcp;
+  p.protocol = protocol();
   p.endpoint = remote_;
   p.connection = core::ConnectionId{w_.id(), id_};
   return p;
@@ -62,8 +62,10 @@ bool Connection::init_handles() {
   return true;
 }
 
-Connection* Connection::accept(UvWorker& w, uv_stream_t* server, uint32_t id, int listener) {
+Connection* Connection::accept(UvWorker& w, uv_stream_t* server, uint32_t id, int listener,
+                               std::shared_ptr<const TlsContext> tls) {
   auto* c = new Connection(w, id, listener);
+  if (tls) c->tls_ = std::make_unique<TlsSession>(std::move(tls), TlsSession::Role::Server, std::string());
   if (uv_tcp_init(w.loop(), &c->tcp_) != 0) {
     c->release();
     return nullptr;
@@ -79,18 +81,26 @@ Connection* Connection::accept(UvWorker& w, uv_stream_t* server, uint32_t id, in
     if (auto e = core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))) c->remote_ = *e;
   }
   uv_tcp_nodelay(&c->tcp_, 1);
+  c->touch();
+  if (c->tls_) {
+    // Connecting until the handshake is done: what is sent meanwhile is queued.
+    c->start_tls();
+    return c;
+  }
   c->state_ = State::Open;
   c->was_open_ = true;
-  c->touch();
   c->start_reading();
   if (w.limits().tcp_idle_timeout_s != 0) c->arm_timer(uint64_t{w.limits().tcp_idle_timeout_s} * 1000);
   return c;
 }
 
 Connection* Connection::connect(UvWorker& w, const core::Endpoint& to, uint32_t id, int listener,
-                                const core::Endpoint* local, int& err) {
+                                const core::Endpoint* local, int& err,
+                                std::shared_ptr<const TlsContext> tls, std::string peer_name) {
   auto* c = new Connection(w, id, listener);
   c->remote_ = to;
+  if (tls)
+    c->tls_ = std::make_unique<TlsSession>(std::move(tls), TlsSession::Role::Client, std::move(peer_name));
   err = uv_tcp_init_ex(w.loop(), &c->tcp_, static_cast<unsigned>(to.family()));
   if (err) {
     c->release();
@@ -149,8 +159,14 @@ void Connection::touch() { last_activity_ = uv_now(w_.loop()); }
 void Connection::on_timer() {
   switch (state_) {
     case State::Connecting:
-      SB_LOG_RL(Info, {}, "tcp connect to %s timed out", remote_.to_string().c_str());
-      bump(w_.counters().connect_failures);
+      if (tcp_up_) {
+        SB_LOG_RL(Info, {}, "tls handshake with %s timed out", remote_.to_string().c_str());
+        bump(w_.counters().tls_handshake_timeouts);
+        bump(w_.counters().tls_handshakes_failed);
+      } else {
+        SB_LOG_RL(Info, {}, "tcp connect to %s timed out", remote_.to_string().c_str());
+        bump(w_.counters().connect_failures);
+      }
       close(true);
       return;
     case State::Open: {
@@ -183,11 +199,79 @@ void Connection::on_connected(int status) {
     close(true);  // the queued messages are reported from the destructor
     return;
   }
+  touch();
+  if (tls_) {
+    start_tls();
+    return;
+  }
   state_ = State::Open;
   was_open_ = true;
-  touch();
   start_reading();
   if (state_ != State::Open) return;
+  on_open();
+}
+
+void Connection::start_tls() {
+  tcp_up_ = true;
+  arm_timer(w_.limits().tls_handshake_timeout_ms);
+  start_reading();
+  if (state_ != State::Connecting) return;
+  if (!tls_->start()) {
+    SB_LOG_RL(Info, {}, "tls with %s: %s", remote_.to_string().c_str(), tls_->error().c_str());
+    bump(w_.counters().tls_handshakes_failed);
+    close(true);
+    return;
+  }
+  flush_tls(0, w_.id(), false);
+}
+
+bool Connection::flush_tls(uint64_t cookie, uint32_t origin, bool report) {
+  std::string& out = tls_->output();
+  if (out.empty()) return true;
+  bool ok = write(out, cookie, origin, report);
+  out.clear();  // keeps its capacity: no allocation per message
+  return ok;
+}
+
+void Connection::on_tls_data(std::string_view cipher) {
+  const bool was_done = tls_->handshake_done();
+  std::string& plain = w_.tls_plain_buffer();
+  plain.clear();
+  const bool ok = tls_->feed(cipher, plain);
+  // Handshake records and alerts (also the one telling a refused peer why) go out first.
+  flush_tls(0, w_.id(), false);
+  if (state_ == State::Closed) return;
+  if (!was_done) {
+    if (!ok) {
+      // Also a server certificate that verified but names another domain (RFC 5922).
+      bump(w_.counters().tls_handshakes_failed);
+      SB_LOG_RL(Info, {}, "tls %s: %s", remote_.to_string().c_str(), tls_->error().c_str());
+      close(true);
+      return;
+    }
+    if (!tls_->handshake_done()) return;
+    bump(w_.counters().tls_handshakes_ok);
+    state_ = State::Open;
+    was_open_ = true;
+    on_open();
+    if (state_ != State::Open) return;
+  }
+  // Records that arrived with the Finished may already carry SIP: frame them too.
+  if (!plain.empty() && state_ == State::Open) {
+    reader_.feed(plain, [this](const core::Frame& f, std::string_view bytes) {
+      return on_frame(f, bytes);
+    });
+  }
+  if (!ok && state_ != State::Closed) {
+    if (tls_->closed_by_peer())
+      SB_LOG_RL(Debug, {}, "tls %s: closed by the peer", remote_.to_string().c_str());
+    else
+      SB_LOG_RL(Info, {}, "tls %s: %s", remote_.to_string().c_str(), tls_->error().c_str());
+    close(true);
+  }
+}
+
+void Connection::on_open() {
   std::vector<Pending> queued;
   queued.swap(pending_);
   pending_bytes_ = 0;
@@ -198,7 +282,7 @@ void Connection::on_connected(int status) {
         w_.report_send_error(queued[j].origin, queued[j].cookie, peer());
       return;
     }
-    if (!write(queued[i].bytes, queued[i].cookie, queued[i].origin, true))
+    if (!send_open(queued[i].bytes, queued[i].cookie, queued[i].origin, true))
       w_.report_send_error(queued[i].origin, queued[i].cookie, peer());
   }
   if (w_.limits().tcp_idle_timeout_s != 0) arm_timer(uint64_t{w_.limits().tcp_idle_timeout_s} * 1000);
@@ -213,10 +297,21 @@ bool Connection::send(std::string_view bytes, uint64_t cookie, uint32_t origin) 
       pending_bytes_ += bytes.size();
       return true;
     case State::Open:
-      return write(bytes, cookie, origin, true);
+      return send_open(bytes, cookie, origin, true);
     default:
       return false;
   }
+}
+
+bool Connection::send_open(std::string_view bytes, uint64_t cookie, uint32_t origin, bool report) {
+  if (!tls_) return write(bytes, cookie, origin, report);
+  if (!tls_->write(bytes)) {
+    SB_LOG_RL(Info, {}, "tls %s: %s", remote_.to_string().c_str(), tls_->error().c_str());
+    tls_->output().clear();
+    close(true);
+    return false;
+  }
+  return flush_tls(cookie, origin, report);
 }
 
 bool Connection::write(std::string_view bytes, uint64_t cookie, uint32_t origin, bool report) {
@@ -275,25 +370,36 @@ void Connection::on_written(WriteReq& r, int status) {
 
 void Connection::send_pong() {
   // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a single CRLF.
-  if (state_ == State::Open) write("\r\n", 0, w_.id(), false);
+  if (state_ == State::Open) send_open("\r\n", 0, w_.id(), false);
 }
 
 void Connection::on_data(std::string_view data) {
+  if (tls_) {
+    if (state_ != State::Open && !(state_ == State::Connecting && tcp_up_)) return;
+    touch();
+    bump(w_.counters().bytes_in, data.size());
+    on_tls_data(data);
+    return;
+  }
   if (state_ != State::Open) return;
   touch();
   bump(w_.counters().bytes_in, data.size());
   reader_.feed(data, [this](const core::Frame& f, std::string_view bytes) {
-    if (f.kind == core::Frame::Kind::Ping) {
-      bump(w_.counters().keepalives);
-      send_pong();
-      return state_ == State::Open;
-    }
-    if (f.kind == core::Frame::Kind::Pong) {
-      bump(w_.counters().keepalives);
-      return true;
-    }
-    return w_.on_stream_frame(*this, f, bytes);
+    return on_frame(f, bytes);
   });
+}
+
+bool Connection::on_frame(const core::Frame& f, std::string_view bytes) {
+  if (f.kind == core::Frame::Kind::Ping) {
+    bump(w_.counters().keepalives);
+    send_pong();
+    return state_ == State::Open;
+  }
+  if (f.kind == core::Frame::Kind::Pong) {
+    bump(w_.counters().keepalives);
+    return true;
+  }
+  return w_.on_stream_frame(*this, f, bytes);
 }
 
 void Connection::drain_and_close() {

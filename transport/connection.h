@@ -1,16 +1,20 @@
-// One TCP connection, owned by the worker that accepted or opened it (DESIGN.md
+// One TCP or TLS connection, owned by the worker that accepted or opened it (DESIGN.md
 // "Threading"). Frames what it reads (RFC 3261 §18.3), answers keep-alive pings
-// (RFC 5626 §3.5.1), queues what is sent before the connect completes, and closes itself on
-// EOF, error, idle timeout or a framing error. Private to transport/.
+// (RFC 5626 §3.5.1), queues what is sent before the connect (and the TLS handshake)
+// completes, and closes itself on EOF, error, idle or handshake timeout or a framing error.
+// TLS runs over memory BIOs (transport/tls.h): bytes read are decrypted before framing,
+// bytes sent are encrypted before the socket write. Private to transport/.
 #pragma once
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/address.h"
 #include "transport/stream_reader.h"
+#include "transport/tls.h"
 #include "transport/uv_handle.h"
 
 namespace sb::transport::detail {
@@ -21,12 +25,16 @@ class Connection final : public HandleOwner {
  public:
   enum class State : uint8_t { Connecting, Open, Draining, Closed };
 
-  // Accepts a pending connection on `server`; nullptr when that failed.
-  static Connection* accept(UvWorker& w, uv_stream_t* server, uint32_t id, int listener);
+  // Accepts a pending connection on `server`; nullptr when that failed. With `tls`, the
+  // connection is TLS (server side) and open once the handshake completed.
+  static Connection* accept(UvWorker& w, uv_stream_t* server, uint32_t id, int listener,
+                            std::shared_ptr<const TlsContext> tls = nullptr);
   // Starts connecting to `to` (from `local` when given, port 0); nullptr and `err` when it
-  // could not even start.
+  // could not even start. With `tls`: TLS client verifying the server as `peer_name`.
   static Connection* connect(UvWorker& w, const core::Endpoint& to, uint32_t id, int listener,
-                             const core::Endpoint* local, int& err);
+                             const core::Endpoint* local, int& err,
+                             std::shared_ptr<const TlsContext> tls = nullptr,
+                             std::string peer_name = {});
 
   // Writes (or queues while connecting). false on an immediate failure; a later failure is
   // reported to worker `origin` with `cookie`.
@@ -40,6 +48,7 @@ class Connection final : public HandleOwner {
   uint32_t id() const { return id_; }
   int listener() const { return listener_; }
   const core::Endpoint& remote() const { return remote_; }
+  core::Protocol protocol() const { return tls_ ? core::Protocol::Tls : core::Protocol::Tcp; }
   State state() const { return state_; }
   bool usable() const { return state_ == State::Connecting || state_ == State::Open; }
   core::Peer peer() const;
@@ -59,12 +68,23 @@ class Connection final : public HandleOwner {
   void start_reading();
   void arm_timer(uint64_t ms);
   void touch();
+  // Raw bytes to the socket (ciphertext on a TLS connection).
   bool write(std::string_view bytes, uint64_t cookie, uint32_t origin, bool report);
+  // A message on an open connection: encrypted first when TLS.
+  bool send_open(std::string_view bytes, uint64_t cookie, uint32_t origin, bool report);
+  bool on_frame(const core::Frame& f, std::string_view bytes);
   void send_pong();
   void on_data(std::string_view data);
   void on_connected(int status);
   void on_timer();
   void on_written(WriteReq& r, int status);
+  // TLS: the transport is up; start the handshake (client) or wait for it (server).
+  void start_tls();
+  void on_tls_data(std::string_view cipher);
+  // Writes what the TLS session produced (handshake records, alerts, encrypted data).
+  bool flush_tls(uint64_t cookie, uint32_t origin, bool report);
+  // The connection became usable (TCP connected, or the TLS handshake done): send the queue.
+  void on_open();
 
   UvWorker& w_;
   uv_tcp_t tcp_{};
@@ -81,6 +101,8 @@ class Connection final : public HandleOwner {
   std::vector<Pending> pending_;  // sent before the connect completed
   size_t pending_bytes_ = 0;
   uint64_t last_activity_ = 0;    // loop time (ms) of the last read or write
+  std::unique_ptr<TlsSession> tls_;  // set for TLS connections
+  bool tcp_up_ = false;              // TLS: the TCP connection is established
 };
 
 }  // namespace sb::transport::detail

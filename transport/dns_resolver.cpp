@@ -8,6 +8,7 @@
 #include "core/text.h"
 #include "transport/dns_cache.h"
 #include "transport/dns_cares.h"
+#include "transport/tls.h"
 
 namespace sb::transport {
 
@@ -254,6 +255,8 @@ struct DnsResolver::Lookup : std::enable_shared_from_this<DnsResolver::Lookup> {
       for (const core::Peer& q : list.servers)
         if (q.protocol == p.protocol && q.endpoint == p.endpoint) dup = true;
       if (!dup) list.servers.push_back(p);
+      // RFC 5922 §4: a TLS server is verified against the domain we looked up.
+      if (!dup && p.protocol == core::Protocol::Tls) note_tls_peer_name(p.endpoint, host);
     }
     // Greylisted servers are left out, unless that would leave none (then try them all).
     std::vector<core::Peer> healthy;
@@ -443,7 +446,7 @@ void DnsResolver::resolve(const core::Uri& uri, std::function<void(ServerList)> 
   // sips (or transport=tls) needs TLS; say so rather than trying what cannot work.
   if ((l->sips || transport_known) && !has(settings_.transports, proto)) {
     l->fail(std::string(core::protocol_name(proto)) + " target " + l->host +
-            (core::is_secure(proto) ? ": TLS is not supported yet (no TLS listener)"
+            (core::is_secure(proto) ? ": no TLS listener (config listen, transport \"tls\")"
                                     : ": no listener for that transport"));
     return;
   }

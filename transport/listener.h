@@ -47,6 +47,8 @@ struct Limits {
   // Bytes queued on one connection (kernel buffer full or still connecting) before send()
   // refuses: a peer that does not read must not grow our memory without bound.
   uint32_t max_connection_queue_bytes = 4u << 20;
+  // A TLS handshake (accepted or opened) not done by then closes the connection, counted.
+  uint32_t tls_handshake_timeout_ms = 10000;
 };
 
 }  // namespace sb::transport

@@ -113,6 +113,7 @@ core::Status UvWorker::open(std::string& detail) {
   }
   async_.data = this;
   async_open_ = true;
+  tls_ = group_.tls;
   udp_buf_ = std::make_unique<char[]>(kUdpBufferSize);
   stream_buf_ = std::make_unique<char[]>(kStreamBufferSize);
 
@@ -144,7 +145,8 @@ core::Status UvWorker::open_listener(size_t i, std::string& detail) {
   if (spec.protocol == core::Protocol::Udp) {
     udp_[i] = UdpSocket::open(*this, idx, spec.bind, bound, detail);
     if (!udp_[i]) return core::Error{"cannot bind a UDP listener", 500};
-  } else if (spec.protocol == core::Protocol::Tcp) {
+  } else if (spec.protocol == core::Protocol::Tcp || spec.protocol == core::Protocol::Tls) {
+    // TLS is TCP underneath; the handshake starts per accepted connection.
     servers_[i] = TcpServer::open(*this, idx, spec.bind, bound, detail);
     if (!servers_[i]) return core::Error{"cannot listen on a TCP listener", 500};
   } else {
@@ -320,6 +322,7 @@ void UvWorker::on_datagram(const UdpSocket& s, ssize_t nread, const uv_buf_t* bu
   bump(c_.bytes_in, static_cast<uint64_t>(nread));
   auto src = core::Endpoint::from_sockaddr(addr);
   if (!src) return;
+  if (admit(*src) != SourceLimits::Verdict::Pass) return;
   core::Peer from;
   from.protocol = core::Protocol::Udp;
   from.endpoint = *src;
@@ -349,8 +352,42 @@ bool UvWorker::on_stream_frame(Connection& c, const core::Frame& f, std::string_
     return false;
   }
   bump(c_.frames_in);
+  if (SourceLimits::Verdict v = admit(c.remote()); v != SourceLimits::Verdict::Pass) {
+    // A blocked source loses its connection; one merely over its rate only this frame.
+    if (v == SourceLimits::Verdict::Blocked) {
+      c.close(true);
+      return false;
+    }
+    return c.state() == Connection::State::Open;
+  }
   receive(bytes, c.peer(), c.listener());
   return c.state() == Connection::State::Open;
+}
+
+SourceLimits::Verdict UvWorker::admit(const core::Endpoint& from) {
+  bool newly_blocked = false;
+  SourceLimits::Verdict v = sources_.on_message(from, static_cast<int64_t>(uv_now(&loop_)), &newly_blocked);
+  switch (v) {
+    case SourceLimits::Verdict::Pass:
+      break;
+    case SourceLimits::Verdict::RateLimited:
+      bump(c_.rate_limited);
+      if (newly_blocked) {
+        bump(c_.sources_blocked);
+        SB_LOG_RL(Warn, {}, "worker %u: %s keeps exceeding its rate: blocked for %u s", id_,
+                  from.ip().c_str(), sources_.settings().block_s);
+      }
+      break;
+    case SourceLimits::Verdict::Blocked:
+      bump(c_.blocked);
+      break;
+  }
+  return v;
+}
+
+void UvWorker::set_source_limits(const SourceLimitSettings& s) {
+  assert(on_thread());
+  sources_.configure(s);
 }
 
 void UvWorker::receive(std::string_view bytes, const core::Peer& from, int listener) {
@@ -432,8 +469,9 @@ bool UvWorker::send_from(uint32_t origin, const core::Peer& to, std::string_view
     case core::Protocol::Udp:
       return send_udp(origin, to, bytes, cookie, via_listener);
     case core::Protocol::Tcp:
+    case core::Protocol::Tls:
       return send_stream(origin, to, bytes, cookie, via_listener);
-    default:  // TLS and WebSocket are not implemented yet
+    default:  // WebSocket is not implemented yet
       return false;
   }
 }
@@ -455,10 +493,11 @@ UdpSocket* UvWorker::pick_udp(int via_listener, const core::Endpoint& to) const 
   return first;
 }
 
-int UvWorker::pick_tcp_listener(int via_listener, const core::Endpoint& to) const {
+int UvWorker::pick_stream_listener(core::Protocol protocol, int via_listener,
+                                   const core::Endpoint& to) const {
   const auto& specs = listeners_;
   auto fits = [&](size_t i) {
-    return !specs[i].closed && specs[i].protocol == core::Protocol::Tcp &&
+    return !specs[i].closed && specs[i].protocol == protocol &&
            specs[i].bind.family() == to.family();
   };
   if (via_listener >= 0 && static_cast<size_t>(via_listener) < specs.size() &&
@@ -517,7 +556,16 @@ bool UvWorker::send_stream(uint32_t origin, const core::Peer& to, std::string_vi
               connections_.size(), to.endpoint.to_string().c_str());
     return false;
   }
-  int listener = pick_tcp_listener(via_listener, to.endpoint);
+  std::shared_ptr<const TlsContext> tls;
+  if (to.protocol == core::Protocol::Tls) {
+    if (!tls_) {
+      SB_LOG_RL(Warn, {}, "tls to %s: no TLS configured (config \"tls\")",
+                to.endpoint.to_string().c_str());
+      return false;
+    }
+    tls = tls_;
+  }
+  int listener = pick_stream_listener(to.protocol, via_listener, to.endpoint);
   // When the caller named a listener with a specific address (multi-homed hosts), connect
   // from it, so the far end sees the address we put in Via / Record-Route. Otherwise the
   // kernel picks the source by route.
@@ -529,7 +577,11 @@ bool UvWorker::send_stream(uint32_t origin, const core::Peer& to, std::string_vi
     if (!is_wildcard(local_ep)) local = &local_ep;
   }
   int err = 0;
-  Connection* c = Connection::connect(*this, to.endpoint, next_connection_id(), listener, local, err);
+  // RFC 5922: the certificate must match the SIP domain this server was resolved for (noted
+  // by this worker's resolver), else the address itself.
+  std::string peer_name = tls ? tls_peer_name(to.endpoint) : std::string();
+  Connection* c = Connection::connect(*this, to.endpoint, next_connection_id(), listener, local,
+                                      err, std::move(tls), std::move(peer_name));
   if (!c) {
     bump(c_.connect_failures);
     SB_LOG_RL(Info, {}, "tcp connect to %s: %s", to.endpoint.to_string().c_str(), uv_strerror(err));
@@ -552,14 +604,27 @@ uint32_t UvWorker::next_connection_id() {
 
 void UvWorker::add_connection(Connection* c) {
   connections_[c->id()] = c;
-  by_endpoint_[StreamKey{core::Protocol::Tcp, c->remote()}] = c->id();
-  group_.streams.add(core::Protocol::Tcp, c->remote(), core::ConnectionId{id_, c->id()});
+  by_endpoint_[StreamKey{c->protocol(), c->remote()}] = c->id();
+  group_.streams.add(c->protocol(), c->remote(), core::ConnectionId{id_, c->id()});
   bump(c_.connections_open);
 }
 
 void UvWorker::on_incoming(TcpServer& s) {
-  Connection* c = Connection::accept(*this, s.stream(), next_connection_id(), s.listener());
+  std::shared_ptr<const TlsContext> tls;
+  if (listeners_[static_cast<size_t>(s.listener())].protocol == core::Protocol::Tls) {
+    tls = tls_;
+    if (!tls) {  // cannot happen with a validated config: a tls listener needs "tls"
+      SB_LOG_RL(Warn, {}, "tls listener %d without a TLS context: connection refused", s.listener());
+      bump(c_.connections_refused);
+    }
+  }
+  Connection* c = Connection::accept(*this, s.stream(), next_connection_id(), s.listener(), tls);
   if (!c) return;
+  if (listeners_[static_cast<size_t>(s.listener())].protocol == core::Protocol::Tls && !tls) {
+    add_connection(c);
+    c->close(false);
+    return;
+  }
   add_connection(c);
   if (connections_.size() > limits().max_connections) {
     bump(c_.connections_refused);
@@ -568,13 +633,27 @@ void UvWorker::on_incoming(TcpServer& s) {
     c->close(false);
     return;
   }
+  if (sources_.blocked(c->remote(), static_cast<int64_t>(uv_now(&loop_)))) {
+    // Blocked for flooding (config "security"): no new connection, no TLS handshake.
+    bump(c_.blocked);
+    c->close(false);
+    return;
+  }
+  if (!sources_.connection_accepted(c->id(), c->remote())) {
+    bump(c_.connections_per_source);
+    SB_LOG_RL(Warn, {}, "worker %u: %s holds %u connections (security.max_connections_per_source), "
+              "closing the new one", id_, c->remote().ip().c_str(), sources_.settings().max_connections_per_source);
+    c->close(false);
+    return;
+  }
   bump(c_.connections_accepted);
 }
 
 void UvWorker::unregister(Connection& c) {
   if (connections_.erase(c.id()) == 0) return;
-  group_.streams.remove(core::Protocol::Tcp, c.remote(), core::ConnectionId{id_, c.id()});
-  auto it = by_endpoint_.find(StreamKey{core::Protocol::Tcp, c.remote()});
+  sources_.connection_closed(c.id());
+  group_.streams.remove(c.protocol(), c.remote(), core::ConnectionId{id_, c.id()});
+  auto it = by_endpoint_.find(StreamKey{c.protocol(), c.remote()});
   if (it != by_endpoint_.end() && it->second == c.id()) by_endpoint_.erase(it);
   drop(c_.connections_open);
 }
@@ -629,6 +708,13 @@ WorkerStats UvWorker::stats() const {
   s.connections_refused = v(c_.connections_refused);
   s.connect_failures = v(c_.connect_failures);
   s.idle_closed = v(c_.idle_closed);
+  s.tls_handshakes_ok = v(c_.tls_handshakes_ok);
+  s.tls_handshakes_failed = v(c_.tls_handshakes_failed);
+  s.tls_handshake_timeouts = v(c_.tls_handshake_timeouts);
+  s.rate_limited = v(c_.rate_limited);
+  s.blocked = v(c_.blocked);
+  s.sources_blocked = v(c_.sources_blocked);
+  s.connections_per_source = v(c_.connections_per_source);
   return s;
 }
 

@@ -17,6 +17,7 @@
 #include "core/message.h"
 #include "transport/bounded_queue.h"
 #include "transport/stream_directory.h"
+#include "transport/tls.h"
 #include "transport/worker.h"
 
 namespace sb::transport::detail {
@@ -38,6 +39,8 @@ struct GroupState {
   std::unique_ptr<std::latch> started;
   // Which worker holds the stream connection to a peer (stream_directory.h).
   StreamDirectory streams;
+  // The TLS context the workers start with (later ones reach them via UvWorker::set_tls).
+  std::shared_ptr<const TlsContext> tls;
 };
 
 // Work handed to a worker by another thread (or by itself, via post()).
@@ -78,7 +81,9 @@ struct Counters {
       messages_out{0}, delivered{0}, handoff_out{0}, handoff_in{0}, handoff_dropped{0},
       queue_full{0}, parse_failures{0}, frame_errors{0}, keepalives{0}, send_errors{0},
       dropped_no_handler{0}, connections_open{0}, connections_accepted{0},
-      connections_opened{0}, connections_refused{0}, connect_failures{0}, idle_closed{0};
+      connections_opened{0}, connections_refused{0}, connect_failures{0}, idle_closed{0},
+      rate_limited{0}, blocked{0}, sources_blocked{0}, connections_per_source{0},
+      tls_handshakes_ok{0}, tls_handshakes_failed{0}, tls_handshake_timeouts{0};
 };
 inline void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -103,6 +108,7 @@ class UvWorker final : public Worker {
   bool post_to(uint32_t worker, std::function<void(Worker&)> fn) override;
   const std::vector<ListenerSpec>& listeners() const override { return listeners_; }
   WorkerStats stats() const override;
+  void set_source_limits(const SourceLimitSettings& s) override;
 
   // Lifecycle, driven by WorkerGroup.
   // On the main thread before the worker's thread exists: loop, queue, sockets. Listener
@@ -132,6 +138,11 @@ class UvWorker final : public Worker {
   bool stopping() const { return stopping_; }
   uv_buf_t udp_buffer() { return uv_buf_init(udp_buf_.get(), kUdpBufferSize); }
   uv_buf_t stream_buffer() { return uv_buf_init(stream_buf_.get(), kStreamBufferSize); }
+  // Where a TLS connection decrypts one read before framing it; one per worker, like
+  // stream_buffer() (the reader copies only an incomplete tail out of it).
+  std::string& tls_plain_buffer() { return tls_plain_; }
+  // On this worker's thread: the context for new TLS connections (WorkerGroup::set_tls).
+  void set_tls(std::shared_ptr<const TlsContext> tls) { tls_ = std::move(tls); }
   void on_datagram(const UdpSocket& s, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
                    unsigned flags);
   void on_incoming(TcpServer& s);
@@ -176,6 +187,8 @@ class UvWorker final : public Worker {
   // into listeners_[i]).
   core::Status open_listener(size_t i, std::string& detail);
 
+  // Flood protection before parsing: anything but Pass = drop it (counted).
+  SourceLimits::Verdict admit(const core::Endpoint& from);
   // The receiving side: parse, then deliver here or hand to the owner.
   void receive(std::string_view bytes, const core::Peer& from, int listener);
   void deliver(Inbound& in);
@@ -187,7 +200,7 @@ class UvWorker final : public Worker {
   bool send_stream(uint32_t origin, const core::Peer& to, std::string_view bytes,
                    uint64_t cookie, int via_listener);
   UdpSocket* pick_udp(int via_listener, const core::Endpoint& to) const;
-  int pick_tcp_listener(int via_listener, const core::Endpoint& to) const;
+  int pick_stream_listener(core::Protocol protocol, int via_listener, const core::Endpoint& to) const;
   void add_connection(Connection* c);
   uint32_t next_connection_id();
 
@@ -213,6 +226,8 @@ class UvWorker final : public Worker {
 
   std::unique_ptr<char[]> udp_buf_;
   std::unique_ptr<char[]> stream_buf_;
+  std::string tls_plain_;
+  std::shared_ptr<const TlsContext> tls_;
   std::vector<ListenerSpec> listeners_;  // this worker's copy of the slot table
   std::vector<UdpSocket*> udp_;         // per listener; nullptr for stream / closed listeners
   std::vector<TcpServer*> servers_;     // per listener; nullptr for UDP listeners
@@ -221,6 +236,7 @@ class UvWorker final : public Worker {
   uint32_t last_connection_id_ = 0;
 
   core::Message msg_;  // reused: its header vector keeps its capacity
+  SourceLimits sources_{SourceLimitSettings{}};  // config "security"; this thread only
   Counters c_;
 };
 

@@ -33,7 +33,14 @@ WorkerStats& WorkerStats::operator+=(const WorkerStats& o) {
   connections_refused += o.connections_refused;
   connect_failures += o.connect_failures;
   idle_closed += o.idle_closed;
+  tls_handshakes_ok += o.tls_handshakes_ok;
+  tls_handshakes_failed += o.tls_handshakes_failed;
+  tls_handshake_timeouts += o.tls_handshake_timeouts;
   queue_depth += o.queue_depth;
+  rate_limited += o.rate_limited;
+  blocked += o.blocked;
+  sources_blocked += o.sources_blocked;
+  connections_per_source += o.connections_per_source;
   return *this;
 }
 
@@ -117,6 +124,7 @@ core::Status WorkerGroup::start(std::vector<ListenerSpec> listeners, uint32_t wo
   state_ = std::make_unique<detail::GroupState>();
   state_->listeners = std::move(listeners);
   state_->limits = limits;
+  state_->tls = tls_;
 
   // Sockets are made on this thread, one worker after the other, before any thread runs: a
   // failure is reported here with nothing left running, and a port-0 listener gets its port
@@ -261,6 +269,20 @@ core::Status WorkerGroup::update_listeners(std::vector<ListenerSpec> next) {
   // Every worker's table now matches this one (each closed its removed slots itself).
   state_->listeners = std::move(table);
   return {};
+}
+
+void WorkerGroup::set_tls(std::shared_ptr<const TlsContext> tls) {
+  tls_ = std::move(tls);
+  if (!state_) return;
+  state_->tls = tls_;
+  for (auto& w : workers_) {
+    auto fn = [tls = tls_](Worker& wk) { static_cast<detail::UvWorker&>(wk).set_tls(tls); };
+    // The new certificate must reach every worker; a full queue drains in moments (a worker
+    // that is stopping never takes it: give up after a few seconds).
+    int tries = 0;
+    while (!w->post(fn) && ++tries < 5000) uv_sleep(1);
+    if (tries == 5000) SB_ERROR("worker %u: TLS context not delivered (queue full or stopping)", w->id());
+  }
 }
 
 Worker& WorkerGroup::worker(uint32_t i) {

@@ -18,6 +18,7 @@
 #include "core/message.h"
 #include "core/result.h"
 #include "transport/listener.h"
+#include "transport/source_limits.h"
 
 namespace sb::transport {
 
@@ -69,12 +70,22 @@ struct WorkerStats {
   uint64_t connections_refused = 0; // accepts/connects beyond max_connections
   uint64_t connect_failures = 0;    // refused, unreachable or timed out
   uint64_t idle_closed = 0;         // connections closed by the idle timeout
+  uint64_t tls_handshakes_ok = 0;
+  uint64_t tls_handshakes_failed = 0;    // refused certificates, bad records, timeouts
+  uint64_t tls_handshake_timeouts = 0;   // of which: not done in tls_handshake_timeout_ms
   uint64_t queue_depth = 0;         // gauge: hand-offs and tasks waiting in this worker's queue
+  // Flood protection (config "security", transport/source_limits.h): messages dropped before
+  // parsing, and accepted connections closed at once.
+  uint64_t rate_limited = 0;        // over the source's rate
+  uint64_t blocked = 0;             // from a source blocked for sustained excess
+  uint64_t sources_blocked = 0;     // times a source became blocked
+  uint64_t connections_per_source = 0;  // beyond security.max_connections_per_source
 
   WorkerStats& operator+=(const WorkerStats& o);
 };
 
 class Worker;
+class TlsContext;
 
 // The layer above the transport, one instance per worker, called on that worker's thread.
 class MessageHandler {
@@ -110,7 +121,9 @@ class Worker {
   // destination's family when -1. Streams: over `to.connection` when set (handed to the
   // owning worker when another worker owns it); if that connection has closed, or none is
   // set, over an open connection to `to.endpoint`, else a new one (connected
-  // asynchronously, the bytes queued until then). TLS/WS are not implemented yet: false.
+  // asynchronously, the bytes queued until then). TLS like TCP, over a TLS connection
+  // (verifying the server's certificate: tls.h tls_peer_name); false without a TLS
+  // context (WorkerGroup::set_tls). WS is not implemented yet: false.
   virtual bool send(const core::Peer& to, std::string_view bytes, uint64_t cookie,
                     int via_listener = -1) = 0;
   // Thread-safe: run `fn` on this worker's thread. False when its bounded queue is full
@@ -125,6 +138,10 @@ class Worker {
   // for the duration of a callback.
   virtual const std::vector<ListenerSpec>& listeners() const = 0;
   virtual WorkerStats stats() const = 0;
+  // Flood protection for this worker (config "security"): trusted networks, rate limits per
+  // source IP, connections per source. This worker's thread only; applies from the next
+  // message. The default (for in-memory test transports) ignores it.
+  virtual void set_source_limits(const SourceLimitSettings& s) { (void)s; }
 };
 
 namespace detail {
@@ -173,6 +190,11 @@ class WorkerGroup {
   // a worker that does not answer in time fails the update (its part still runs later, and
   // the roll-back queued behind it undoes it).
   core::Status update_listeners(std::vector<ListenerSpec> next);
+  // The TLS context for connections accepted on TLS listeners and opened to TLS peers from
+  // now on (before start(): the one they start with). Established connections keep the
+  // context they began with. Main thread only; null = no TLS.
+  void set_tls(std::shared_ptr<const TlsContext> tls);
+  const std::shared_ptr<const TlsContext>& tls() const { return tls_; }
 
   Worker& worker(uint32_t i);
   uint32_t size() const;
@@ -188,6 +210,7 @@ class WorkerGroup {
   std::vector<std::unique_ptr<detail::UvWorker>> workers_;
   std::vector<std::thread> threads_;
   std::string error_detail_;
+  std::shared_ptr<const TlsContext> tls_;
 };
 
 }  // namespace sb::transport

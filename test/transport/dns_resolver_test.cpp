@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "transport/dns_cache.h"
+#include "transport/tls.h"
 #include "test/transport/dns_test_util.h"
 
 using namespace sb;
@@ -212,14 +213,14 @@ TEST_CASE("rfc3263: maddr replaces the host") {
   CHECK(f.dns.count("SRV _sip._tcp.b.example.com") == 1);
 }
 
-TEST_CASE("rfc3263: sips and transport=tls fail with a clear reason until TLS exists") {
+TEST_CASE("rfc3263: sips and transport=tls fail with a clear reason without a TLS listener") {
   Fixture f;
   f.example();
   ServerList l = f.resolve("sips:bob@example.com");
   CHECK(l.servers.empty());
-  CHECK(l.error == "TLS target example.com: TLS is not supported yet (no TLS listener)");
+  CHECK(l.error == "TLS target example.com: no TLS listener (config listen, transport \"tls\")");
   CHECK(f.resolve("sip:bob@example.com;transport=tls").error ==
-        "TLS target example.com: TLS is not supported yet (no TLS listener)");
+        "TLS target example.com: no TLS listener (config listen, transport \"tls\")");
   CHECK(f.dns.asked.empty());
   CHECK(f.resolve("sips:bob@example.com;transport=udp").error == "sips URI with a non-TLS transport");
 
@@ -229,6 +230,9 @@ TEST_CASE("rfc3263: sips and transport=tls fail with a clear reason until TLS ex
   g.example();
   g.zone("_sips._tcp.example.com", Type::Srv, {srv_rr("_sips._tcp.example.com", 1, 0, 5061, "b.example.com")});
   CHECK(show(g.resolve("sips:bob@example.com")) == "TLS 192.0.2.2:5061");
+  // RFC 5922 §4: the connection to it will check the certificate for example.com.
+  CHECK(tls_peer_name(*core::Endpoint::parse("192.0.2.2", 5061)) == "example.com");
+  CHECK(tls_peer_name(*core::Endpoint::parse("192.0.2.9", 5061)) == "192.0.2.9");
 }
 
 TEST_CASE("rfc3263: NXDOMAIN ends the lookup; other failures say what failed") {
