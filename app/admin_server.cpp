@@ -499,7 +499,10 @@ struct AdminServer::Connection {
       self->awaiting = false;
       switch (view) {
         case StatsView::Health:
-          if (s.healthy) self->respond_json(200, json{{"status", "ok"}});
+          // Degraded (e.g. the cluster's Redis is unreachable): still serving, so 200.
+          if (s.healthy && !s.health_detail.empty())
+            self->respond_json(200, json{{"status", "degraded"}, {"detail", s.health_detail}});
+          else if (s.healthy) self->respond_json(200, json{{"status", "ok"}});
           else self->respond_json(503, json{{"status", "unhealthy"}, {"detail", s.health_detail}});
           break;
         case StatsView::Stats:

@@ -12,6 +12,7 @@
 #include "proxy/digest.h"
 #include "scripts/engine/lua_policy.h"
 #include "transport/dns_resolver.h"
+#include "transport/tls.h"
 
 namespace sb::app {
 
@@ -63,6 +64,22 @@ std::string method_label(size_t i) {
 }
 
 }  // namespace
+
+// Config "tls" loaded into an SSL context (start, every reload, `check`): the certificate,
+// key and CA files are read again each time, so a reload picks up renewed files. Null when
+// there is no "tls" section; problems are appended to `errors`, each naming its key.
+std::shared_ptr<const transport::TlsContext> tls_context(const core::Config& cfg,
+                                                         std::vector<std::string>& errors) {
+  if (!cfg.tls.enabled) return nullptr;
+  transport::TlsSettings s;
+  s.certificate = cfg.tls.certificate;
+  s.private_key = cfg.tls.private_key;
+  s.ca_file = cfg.tls.ca_file;
+  s.min_version = cfg.tls.min_version;
+  s.verify_client = cfg.tls.verify_client;
+  s.verify_server = cfg.tls.verify_server;
+  return transport::TlsContext::create(s, errors);
+}
 
 // Config auth with its users file loaded and checked (start and every reload); null when
 // auth is off. Without auth.secret the nonces use a secret drawn once per process start.
@@ -137,17 +154,39 @@ void Runtime::on_signal(uv_signal_t* h, int signum) {
   uv_stop(h->loop);
 }
 
-int Runtime::run() {
-  const core::Config& cfg = *config_;
-  apply_logging(cfg);
-  started_ms_ = clock_.now_ms();
-
+// Config "location" as the location library takes it (start-up and reload).
+static location::StoreConfig store_config_from(const core::Config& cfg) {
   location::StoreConfig store_cfg;
   store_cfg.backend = cfg.location.backend;
   store_cfg.sqlite_path = cfg.location.sqlite_path;
   store_cfg.batch_ms = cfg.location.batch_ms;
   store_cfg.queue_capacity = cfg.location.queue_capacity;
-  auto store = location::make_store(store_cfg);
+  if (cfg.location.backend == "redis") {
+    const core::RedisLocationConfig& rc = cfg.location.redis;
+    store_cfg.queue_capacity = rc.queue_capacity;
+    store_cfg.redis = {rc.servers, rc.prefix, rc.connect_timeout_ms, rc.command_timeout_ms,
+                       rc.reconnect_ms, rc.node_id, {}};
+    // A node is named by its first listener unless configured (docs/cluster.md).
+    if (!cfg.listen.empty()) {
+      const core::ListenerConfig& l = cfg.listen.front();
+      if (store_cfg.redis.node_id.empty())
+        store_cfg.redis.node_id = l.transport + ":" + l.address + ":" + std::to_string(l.port);
+      // Other nodes route calls for the flows we hold through this URI (RFC 3327 Path).
+      std::string host = l.advertise.empty() ? l.address : l.advertise;
+      if (host.find(':') != std::string::npos) host = "[" + host + "]";
+      store_cfg.redis.node_uri = "sip:" + host + ":" + std::to_string(l.port) + ";transport=" + l.transport;
+    }
+  }
+  return store_cfg;
+}
+
+int Runtime::run() {
+  const core::Config& cfg = *config_;
+  apply_logging(cfg);
+  started_ms_ = clock_.now_ms();
+
+  const location::StoreConfig store_cfg = store_config_from(cfg);
+  auto store = location::open_store(store_cfg);
   if (!store) {
     SB_ERROR("location store: %s", core::describe(store.error()).c_str());
     return 1;
@@ -160,7 +199,9 @@ int Runtime::run() {
     SB_ERROR("location store: %s", core::describe(st.error()).c_str());
     return 1;
   }
-  SB_INFO("location: %s", cfg.location.backend == "sqlite" ? cfg.location.sqlite_path.c_str() : "memory only");
+  SB_INFO("location: %s", cfg.location.backend == "sqlite"  ? cfg.location.sqlite_path.c_str()
+                          : cfg.location.backend == "redis" ? "redis (cluster)"
+                                                            : "memory only");
 
   // The script is compiled once per worker (a lua_State belongs to one thread); a broken
   // script stops the start with its file:line.
@@ -191,6 +232,17 @@ int Runtime::run() {
   limits.queue_capacity = cfg.limits.queue_capacity;
   limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;
   limits.max_connections = cfg.limits.max_connections;
+  limits.tls_handshake_timeout_ms = cfg.limits.tls_handshake_timeout_ms;
+  {
+    std::vector<std::string> tls_errors;
+    auto tls = tls_context(cfg, tls_errors);
+    if (!tls_errors.empty()) {
+      for (const auto& e : tls_errors) SB_ERROR("%s", e.c_str());
+      location_->stop();
+      return 1;
+    }
+    group_.set_tls(std::move(tls));
+  }
 
   workers_.resize(n);
   auto st = group_.start(listener_specs(cfg), n, limits, [&](transport::Worker& w) {
@@ -275,13 +327,23 @@ void Runtime::start_reload() {
   if (next.worker_count() != cur.worker_count())
     errors.push_back("workers: changing the number of workers needs a restart (running " +
                      std::to_string(cur.worker_count()) + ")");
-  if (!(next.location == cur.location))
-    errors.push_back("location: changing the location backend needs a restart");
+  // A changed "location" opens the new store now (it may fail); it replaces the old one only
+  // when the whole reload succeeds, else it is closed unused (docs/cluster.md).
+  std::optional<location::LocationService::PreparedStore> prepared;
+  if (!(next.location == cur.location)) {
+    auto st = location::open_store(store_config_from(next));
+    auto p = st ? location_->prepare_store(std::move(*st))
+                : core::Result<location::LocationService::PreparedStore>(st.error());
+    if (p) prepared = std::move(*p);
+    else errors.push_back("location: " + core::describe(p.error()));
+  }
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (next.limits.queue_capacity != cur.limits.queue_capacity)
     errors.push_back("limits.queue_capacity: needs a restart");
   auto auth = auth_setup(next, errors);  // the users file is re-read with the config
+  // Certificates are re-read too; connections established keep the context they began with.
+  auto tls = tls_context(next, errors);
   if (!errors.empty()) return fail(errors);
   // 2. The script, compiled in a fresh state for every worker; all must succeed.
   uint64_t number = generation_ + 1;
@@ -296,6 +358,10 @@ void Runtime::start_reload() {
   // 3. The listeners, diffed: new ones opened on every worker, removed ones closed (their
   //    accepted TCP connections drain). The last step that can fail; it undoes itself when
   //    it does, so a refused reload still changes nothing.
+  // The new TLS context first, so a TLS listener opened below has it; undone with the
+  // listeners when they fail.
+  auto old_tls = group_.tls();
+  group_.set_tls(tls);
   if (!(next.listen == cur.listen)) {
     auto open_set = [](const std::vector<transport::ListenerSpec>& ls) {
       std::vector<transport::ListenerSpec> out;
@@ -304,8 +370,10 @@ void Runtime::start_reload() {
       return out;
     };
     auto before = open_set(group_.listeners());
-    if (auto st = group_.update_listeners(listener_specs(next)); !st)
+    if (auto st = group_.update_listeners(listener_specs(next)); !st) {
+      group_.set_tls(old_tls);
       return fail({"listen: " + group_.error_detail()});
+    }
     auto after = open_set(group_.listeners());
     auto has = [](const std::vector<transport::ListenerSpec>& ls, const transport::ListenerSpec& l) {
       return std::any_of(ls.begin(), ls.end(), [&](const auto& x) { return x.same_socket(l); });
@@ -320,6 +388,7 @@ void Runtime::start_reload() {
                 std::string(core::protocol_name(l.protocol)).c_str(), l.bind.to_string().c_str());
   }
   // 4. Publish: every worker adopts the new generation on its own thread.
+  if (prepared) location_->commit_store(std::move(*prepared));
   generation_ = number;
   config_ = loaded.config;
   apply_logging(next);
@@ -373,6 +442,18 @@ void Runtime::stats(std::function<void(StatsSnapshot)> done) {
     s.reloads_failed = reloads_failed_;
     s.bindings = location_->size();
     s.aors = location_->aor_count();
+    {
+      // The shared store (docs/cluster.md): unreachable Redis = degraded, still serving.
+      location::StoreStats st = location_->store_stats();
+      s.counters["location_store_written"] = st.written;
+      s.counters["location_store_dropped"] = st.dropped;
+      s.counters["location_store_errors"] = st.errors;
+      s.counters["location_store_disconnects"] = st.disconnects;
+      s.counters["location_store_refreshes"] = st.refreshes;
+      s.counters["location_store_fetches"] = st.fetches;
+      s.counters["location_store_fetch_failures"] = st.fetch_failures;  // each answered 500
+      if (st.degraded) s.health_detail = "degraded: location store (redis) unreachable, bindings kept locally";
+    }
     s.script_seconds.bounds.assign(kScriptBuckets.begin(), kScriptBuckets.end());
     s.script_seconds.counts.assign(kScriptBuckets.size(), 0);
     auto& c = s.counters;
@@ -399,6 +480,11 @@ void Runtime::stats(std::function<void(StatsSnapshot)> done) {
       s.drops["handoff_queue_full"] += r.transport.handoff_dropped;
       s.drops["frame_error"] += r.transport.frame_errors;
       s.drops["overload"] += r.proxy.overloaded;
+      s.refused["rate_limited"] += r.transport.rate_limited;
+      s.refused["blocked"] += r.transport.blocked;
+      s.refused["connections_per_source"] += r.transport.connections_per_source;
+      s.refused["overload"] += r.proxy.overloaded;
+      c["sources_blocked"] += r.transport.sources_blocked;
       c["transactions_created"] += r.txn.created_client + r.txn.created_server;
       c["client_timeouts"] += r.txn.client_timeouts;
       c["transport_errors"] += r.txn.transport_errors;
@@ -420,6 +506,9 @@ void Runtime::stats(std::function<void(StatsSnapshot)> done) {
       c["handoffs"] += r.transport.handoff_out;
       c["connections_accepted"] += r.transport.connections_accepted;
       c["send_errors"] += r.transport.send_errors;
+      c["tls_handshakes_ok"] += r.transport.tls_handshakes_ok;
+      c["tls_handshakes_failed"] += r.transport.tls_handshakes_failed;
+      c["tls_handshake_timeouts"] += r.transport.tls_handshake_timeouts;
       WorkerSnapshot w;
       w.id = r.id;
       w.queue_depth = r.transport.queue_depth;

@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "core/response.h"
+#include "location/redis_store.h"
 #include "proxy/builtin_policy.h"
 
 namespace sb::app {
@@ -35,6 +36,20 @@ proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg) {
   return r;
 }
 
+transport::SourceLimitSettings source_limits_from(const core::Config& cfg) {
+  const core::SecurityConfig& s = cfg.security;
+  transport::SourceLimitSettings out;
+  out.trusted = s.trusted;
+  out.rate_limit = s.rate_limit;
+  out.rate_per_s = s.rate_per_s;
+  out.burst = s.burst;
+  out.block_after = s.block_after;
+  out.block_s = s.block_s;
+  out.table_size = s.table_size;
+  out.max_connections_per_source = s.max_connections_per_source;
+  return out;
+}
+
 scripts::ScriptLimits script_limits_from(const core::Config& cfg) {
   scripts::ScriptLimits l;
   l.max_instructions = cfg.script.max_instructions;
@@ -48,11 +63,87 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
   explicit TimedPolicy(SipWorker& w) : w_(w) {}
   proxy::RoutingPolicy* target = nullptr;
   void on_request(proxy::PolicyRequest& req, proxy::DecisionFn done) override {
+    // Cluster read-through (docs/cluster.md): a request for one of our users the table does
+    // not hold waits for Redis before the policy runs; the context stays alive meanwhile.
+    std::string aor;
+    if (w_.location_.shared() && relay_owned_flow(req, done)) return;
+    if (wants_fetch(req, aor)) {
+      auto pending = std::make_shared<proxy::DecisionFn>(std::move(done));
+      transport::Worker* tw = &w_.worker_;
+      proxy::PolicyRequest* r = &req;
+      bool waiting = w_.location_.fetch(aor, [this, tw, r, pending](bool ok) {
+        bool posted = tw->post([this, r, pending, ok](transport::Worker&) {
+          if (ok) {
+            run(*r, std::move(*pending));
+          } else {
+            SB_LOG_RL(Error, r->message().call_id(), "location: redis did not answer in time; 500");
+            (*pending)(proxy::Decision::reply(500, "Location Service Unavailable"));
+          }
+          w_.rearm();
+        });
+        // A saturated worker: the request is not answered (its client times out).
+        if (!posted) SB_LOG_RL(Warn, {}, "location: worker queue full; a request waiting on redis is dropped");
+      });
+      if (waiting) return;
+      done = std::move(*pending);
+    }
+    run(req, std::move(done));
+  }
+  void run(proxy::PolicyRequest& req, proxy::DecisionFn done) {
     auto t0 = std::chrono::steady_clock::now();
     target->on_request(req, std::move(done));
     observe(t0);
   }
+  // Cluster (docs/cluster.md): another node routed this request to a flow we hold, with our
+  // URI and the AOR (sb-aor) in the first Route. We relay it over that flow whatever the
+  // script says (RFC 5626 §5.3); 430 Flow Failed when we hold no such flow any more.
+  bool relay_owned_flow(const proxy::PolicyRequest& req, proxy::DecisionFn& done) {
+    const core::Message& m = req.message();
+    std::optional<std::string> aor;
+    m.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+      auto na = core::parse_name_addr(v);
+      if (na && w_.identity_.uri_is_us(na->uri))
+        if (auto hex = na->uri.param("sb-aor")) aor = location::owner_route_aor(*hex);
+      return false;  // the first Route only
+    });
+    if (!aor) return false;
+    const core::Uri& ruri = m.ruri();
+    for (const location::Binding& b : w_.location_.lookup(std::string_view(*aor))) {
+      auto u = core::parse_uri(b.contact);
+      proxy::Target t = proxy::binding_target(b);
+      if (!u || !core::uri_equal(*u, ruri) || !t.destination) continue;
+      proxy::Decision d;
+      d.kind = proxy::Decision::Kind::Relay;
+      t.uri = std::string(m.ruri_text());
+      d.targets.push_back(std::move(t));
+      d.origin = "cluster flow owner";
+      done(std::move(d));
+      return true;
+    }
+    done(proxy::Decision::reply(430, "Flow Failed"));
+    return true;
+  }
+  // A new request outside a dialog for a user of one of our domains whose AOR the table
+  // does not hold. (Only shared backends answer fetch(); the others never wait.)
+  bool wants_fetch(const proxy::PolicyRequest& req, std::string& aor) const {
+    if (!w_.location_.shared()) return false;
+    const core::Message& m = req.message();
+    if (m.method() == core::Method::Register || m.method() == core::Method::Ack || req.in_dialog())
+      return false;
+    const core::Uri& u = m.ruri();
+    if (!u.is_sip() || u.user.empty() || !w_.identity_.is_local_domain(u.host)) return false;
+    aor = core::canonical_aor(u);
+    return !w_.location_.has(aor);
+  }
   void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
+    if (best.status == 430 && w_.location_.shared()) {
+      // RFC 5626 §5.3: a 430 Flow Failed from the node owning the flow is for us, not the
+      // caller: with no other flow left the answer is 480.
+      done = [inner = std::move(done)](proxy::Decision d) {
+        if (d.kind == proxy::Decision::Kind::None) d = proxy::Decision::reply(480, "Temporarily Unavailable");
+        inner(std::move(d));
+      };
+    }
     auto t0 = std::chrono::steady_clock::now();
     target->on_failure(req, best, std::move(done));
     observe(t0);
@@ -72,6 +163,7 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
 SipWorker::SipWorker(transport::Worker& worker, location::LocationService& location,
                      WorkerGeneration gen, std::unique_ptr<proxy::Resolver> resolver)
     : worker_(worker),
+      location_(location),
       gen_(std::move(gen)),
       identity_(identity_from(*gen_.config)),
       registrar_(location, clock_, registrar_settings_from(*gen_.config)),
@@ -113,6 +205,8 @@ void SipWorker::configure(const core::Config& cfg) {
   o.max_transactions = cfg.limits.max_transactions;
   layer_->set_options(o);
   max_headers_ = cfg.limits.max_headers;
+  services_.set_trusted(cfg.security.trusted);
+  worker_.set_source_limits(source_limits_from(cfg));
 }
 
 void SipWorker::apply(WorkerGeneration gen) {

@@ -90,6 +90,7 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   static void on_uv_timer(uv_timer_t* t);
 
   transport::Worker& worker_;
+  location::LocationService& location_;  // shared; read-through on a miss (docs/cluster.md)
   core::SystemClock clock_;
   WorkerGeneration gen_;
   proxy::LocalIdentity identity_;      // replaced in place on reload (the core keeps a reference)
@@ -117,5 +118,6 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
 proxy::LocalIdentity identity_from(const core::Config& cfg);  // the proxy's view of our listeners
 proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg);
 scripts::ScriptLimits script_limits_from(const core::Config& cfg);
+transport::SourceLimitSettings source_limits_from(const core::Config& cfg);  // config "security"
 
 }  // namespace sb::app

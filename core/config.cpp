@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <unordered_set>
 
 #include "core/address.h"
@@ -299,6 +301,8 @@ void read_listen(Checker& c, const Json& v, const std::string& path, Config& cfg
     const std::string ipath = index_path(path, i);
     const size_t errors_before = c.error_count();
     ListenerConfig l;
+    // Keys are walked in file order: know up front whether "port" comes.
+    const bool port_given = v[i].is_object() && v[i].contains("port");
     bool walked = c.walk(
         v[i], ipath,
         {
@@ -307,12 +311,13 @@ void read_listen(Checker& c, const Json& v, const std::string& path, Config& cfg
                // Transport names are case-insensitive in SIP (RFC 3261 §20.42), so "UDP" is fine.
                auto proto = t.is_string() ? protocol_from_name(t.get_ref<const std::string&>())
                                           : std::nullopt;
-               if (proto == Protocol::Udp || proto == Protocol::Tcp) {
-                 l.transport = *proto == Protocol::Udp ? "udp" : "tcp";
+               if (proto == Protocol::Udp || proto == Protocol::Tcp || proto == Protocol::Tls) {
+                 l.transport = *proto == Protocol::Udp ? "udp" : *proto == Protocol::Tcp ? "tcp" : "tls";
+                 if (*proto == Protocol::Tls && !port_given) l.port = 5061;  // RFC 3261 §19.1.2
                } else if (proto) {
-                 c.fail(p, describe(t) + " is not supported yet; expected \"udp\" or \"tcp\"");
+                 c.fail(p, describe(t) + " is not supported yet; expected \"udp\", \"tcp\" or \"tls\"");
                } else {
-                 c.fail(p, "expected \"udp\" or \"tcp\", got " + describe(t));
+                 c.fail(p, "expected \"udp\", \"tcp\" or \"tls\", got " + describe(t));
                }
              },
              true},
@@ -406,6 +411,10 @@ void read_limits(Checker& c, const Json& v, const std::string& path, LimitsConfi
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 86400, l.tcp_idle_timeout_s); }},
              {"max_connections",
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 1000000, l.max_connections); }},
+             {"tls_handshake_timeout_ms",
+              [&](const Json& x, const std::string& p) {
+                c.integer_into(x, p, 100, 600000, l.tls_handshake_timeout_ms);
+              }},
          });
 }
 
@@ -446,13 +455,78 @@ void read_registrar(Checker& c, const Json& v, const std::string& path, Registra
   }
 }
 
+// location.redis (docs/cluster.md). Checked whatever the backend, like location.sqlite.
+void read_location_redis(Checker& c, const Json& v, const std::string& path, RedisLocationConfig& r) {
+  // Printable ASCII without spaces; `glob` also refuses SCAN pattern characters.
+  auto token = [&](const Json& x, const std::string& p, size_t max, bool glob) -> std::optional<std::string> {
+    auto s = c.string(x, p, "a non-empty string");
+    if (!s) return std::nullopt;
+    bool ok = s->size() <= max;
+    for (char ch : *s)
+      ok = ok && ch > 0x20 && ch < 0x7f && !(glob && std::string_view("*?[]\\").find(ch) != std::string_view::npos);
+    if (!ok) {
+      c.fail(p, "expected at most " + std::to_string(max) + " printable characters without spaces" +
+                    (glob ? std::string(" or any of *?[]\\") : std::string()) + ", got " + describe(x));
+      return std::nullopt;
+    }
+    return s;
+  };
+  c.walk(v, path,
+         {
+             {"servers",
+              [&](const Json& x, const std::string& p) {
+                if (!x.is_array() || x.empty()) {
+                  c.fail(p, "expected a non-empty array of \"host:port\" strings, got " + describe(x));
+                  return;
+                }
+                std::vector<std::string> out;
+                for (size_t i = 0; i < x.size(); ++i) {
+                  std::string ip = p + "[" + std::to_string(i) + "]";
+                  const Json& e = x[i];
+                  std::string_view sv = e.is_string() ? std::string_view(e.get_ref<const std::string&>()) : "";
+                  size_t colon = sv.rfind(':');
+                  std::optional<std::string> host;
+                  int64_t port = 0;
+                  if (colon != std::string_view::npos && colon > 0) {
+                    host = normalize_host(sv.substr(0, colon));
+                    auto ps = sv.substr(colon + 1);
+                    auto [ptr, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+                    if (ec != std::errc() || ptr != ps.data() + ps.size() || ps.empty()) port = 0;
+                  }
+                  if (!host || port < 1 || port > 65535) {
+                    c.fail(ip, "expected \"host:port\" (an IPv6 address in brackets), got " + describe(e));
+                    continue;
+                  }
+                  out.emplace_back(sv);
+                }
+                r.servers = std::move(out);
+              }},
+             {"prefix",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = token(x, p, 64, true)) r.prefix = *s;
+              }},
+             {"node_id",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = token(x, p, 128, false)) r.node_id = *s;
+              }},
+             {"connect_timeout_ms",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 10, 60000, r.connect_timeout_ms); }},
+             {"command_timeout_ms",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 10, 60000, r.command_timeout_ms); }},
+             {"reconnect_ms",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 10, 600000, r.reconnect_ms); }},
+             {"queue_capacity",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 10000000, r.queue_capacity); }},
+         });
+}
+
 void read_location(Checker& c, const Json& v, const std::string& path, Draft& d) {
   LocationConfig& l = d.config.location;
   c.walk(v, path,
          {
              {"backend",
               [&](const Json& x, const std::string& p) {
-                if (auto s = c.choice(x, p, {"sqlite", "memory"})) l.backend = *s;
+                if (auto s = c.choice(x, p, {"sqlite", "memory", "redis"})) l.backend = *s;
               }},
              {"sqlite",
               [&](const Json& x, const std::string& p) {
@@ -471,6 +545,8 @@ void read_location(Checker& c, const Json& v, const std::string& path, Draft& d)
                             }},
                        });
               }},
+             {"redis",
+              [&](const Json& x, const std::string& p) { read_location_redis(c, x, p, l.redis); }},
          });
 }
 
@@ -665,6 +741,91 @@ void read_auth(Checker& c, const Json& v, const std::string& path, Draft& d) {
     c.fail(child_path(path, "realm"), "required when there is no users_file");
 }
 
+// Config "security" (docs/security.md): trusted networks and flood protection.
+void read_security(Checker& c, const Json& v, const std::string& path, SecurityConfig& s) {
+  auto boolean = [&](const Json& x, const std::string& p, bool& out) {
+    if (x.is_boolean()) out = x.get<bool>();
+    else c.fail(p, "expected true or false, got " + describe(x));
+  };
+  c.walk(v, path,
+         {
+             {"trusted",
+              [&](const Json& x, const std::string& p) {
+                if (!x.is_array()) {
+                  c.fail(p, "expected an array of networks (\"192.0.2.0/24\", \"2001:db8::/32\", "
+                            "\"198.51.100.7\"), got " + describe(x));
+                  return;
+                }
+                std::vector<Cidr> nets;
+                for (size_t i = 0; i < x.size(); ++i) {
+                  std::string why;
+                  std::optional<Cidr> n;
+                  if (x[i].is_string()) n = parse_cidr(x[i].get_ref<const std::string&>(), &why);
+                  else why = "expected a network as a string";
+                  if (!n) {
+                    c.fail(index_path(p, i), why + ", got " + describe(x[i]));
+                  } else if (std::find(nets.begin(), nets.end(), *n) == nets.end()) {
+                    nets.push_back(*n);
+                  }
+                }
+                s.trusted = CidrSet(std::move(nets));
+              }},
+             {"rate_limit",
+              [&](const Json& x, const std::string& p) {
+                c.walk(x, p,
+                       {
+                           {"enabled", [&](const Json& y, const std::string& q) { boolean(y, q, s.rate_limit); }},
+                           {"rate_per_s",
+                            [&](const Json& y, const std::string& q) { c.integer_into(y, q, 1, 1000000, s.rate_per_s); }},
+                           {"burst",
+                            [&](const Json& y, const std::string& q) { c.integer_into(y, q, 1, 1000000, s.burst); }},
+                           {"block_after",
+                            [&](const Json& y, const std::string& q) { c.integer_into(y, q, 0, 100000000, s.block_after); }},
+                           {"block_s",
+                            [&](const Json& y, const std::string& q) { c.integer_into(y, q, 1, 86400, s.block_s); }},
+                           {"table_size",
+                            [&](const Json& y, const std::string& q) { c.integer_into(y, q, 16, 16777216, s.table_size); }},
+                       });
+              }},
+             {"max_connections_per_source",
+              [&](const Json& x, const std::string& p) {
+                c.integer_into(x, p, 0, 1000000, s.max_connections_per_source);
+              }},
+         });
+}
+
+// Config "tls" (docs/configuration.md): files, protocol floor, who gets verified.
+void read_tls(Checker& c, const Json& v, const std::string& path, TlsConfig& t) {
+  t.enabled = true;
+  auto boolean = [&](const Json& x, const std::string& p, bool& out) {
+    if (x.is_boolean()) out = x.get<bool>();
+    else c.fail(p, "expected true or false, got " + describe(x));
+  };
+  c.walk(v, path,
+         {
+             {"certificate",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.path_string(x, p)) t.certificate = *s;
+              },
+              true},
+             {"private_key",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.path_string(x, p)) t.private_key = *s;
+              },
+              true},
+             {"ca_file",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.path_string(x, p)) t.ca_file = *s;
+              }},
+             {"min_version",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.choice(x, p, {"1.2", "1.3"})) t.min_version = *s;
+              }},
+             {"verify_client", [&](const Json& x, const std::string& p) { boolean(x, p, t.verify_client); }},
+             {"verify_server", [&](const Json& x, const std::string& p) { boolean(x, p, t.verify_server); }},
+         });
+}
+
 void read_root(Checker& c, const Json& root, Draft& d) {
   Config& cfg = d.config;
   c.walk(root, "",
@@ -683,9 +844,20 @@ void read_root(Checker& c, const Json& root, Draft& d) {
              {"dns", [&](const Json& x, const std::string& p) { read_dns(c, x, p, cfg.dns); }},
              {"admin", [&](const Json& x, const std::string& p) { read_admin(c, x, p, cfg.admin); }},
              {"auth", [&](const Json& x, const std::string& p) { read_auth(c, x, p, d); }},
+             {"tls", [&](const Json& x, const std::string& p) { read_tls(c, x, p, cfg.tls); }},
+             {"security", [&](const Json& x, const std::string& p) { read_security(c, x, p, cfg.security); }},
          },
          // Keys later features add; named so the error says "not yet" rather than "typo".
-         {"tls", "redis"});
+         {"redis"});
+  // A TLS listener needs a certificate.
+  if (!cfg.tls.enabled)
+    for (size_t i = 0; i < cfg.listen.size(); ++i)
+      if (cfg.listen[i].transport == "tls") {
+        c.fail("tls", "required by the tls listener on " +
+                          Endpoint::parse(cfg.listen[i].address, cfg.listen[i].port)->to_string() +
+                          " (certificate, private_key)");
+        break;
+      }
 }
 
 // ---- syntax ---------------------------------------------------------------------------------
@@ -809,6 +981,18 @@ ConfigLoad parse_and_check(std::string_view text, const std::string& base_dir,
   d.config.location.sqlite_path = resolve_path(base_dir, d.sqlite_path);
   d.config.script.path = resolve_path(base_dir, d.script_path);
   if (!d.users_file.empty()) d.config.auth.users_file = resolve_path(base_dir, d.users_file);
+  if (d.config.tls.enabled) {
+    TlsConfig& t = d.config.tls;
+    for (auto [key, file] : {std::pair<const char*, std::string*>{"tls.certificate", &t.certificate},
+                             {"tls.private_key", &t.private_key},
+                             {"tls.ca_file", &t.ca_file}}) {
+      if (file->empty()) continue;
+      *file = resolve_path(base_dir, *file);
+      if (::access(file->c_str(), R_OK) != 0)
+        out.errors.push_back(std::string(key) + ": cannot read " + *file + ": " + std::strerror(errno));
+    }
+    if (!out.errors.empty()) return out;
+  }
   d.config.source = source;
   out.config = std::make_shared<const Config>(std::move(d.config));
   return out;

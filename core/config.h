@@ -11,12 +11,14 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cidr.h"
+
 namespace sb::core {
 
 struct ListenerConfig {
-  std::string transport;  // "udp" | "tcp"
+  std::string transport;  // "udp" | "tcp" | "tls"
   std::string address;    // IP literal in canonical form, IPv6 without brackets
-  uint16_t port = 5060;
+  uint16_t port = 5060;    // default 5061 for "tls"
   std::string advertise;  // host for Via / Record-Route, IPv6 without brackets; "" = address
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -37,6 +39,7 @@ struct LimitsConfig {
   uint32_t queue_capacity = 65536;     // per worker hand-off queue
   uint32_t tcp_idle_timeout_s = 900;
   uint32_t max_connections = 10000;    // per worker
+  uint32_t tls_handshake_timeout_ms = 10000;
   bool operator==(const LimitsConfig&) const = default;
 };
 
@@ -50,11 +53,24 @@ struct RegistrarConfig {
   bool operator==(const RegistrarConfig&) const = default;
 };
 
+// location.redis: the cluster backend (docs/cluster.md).
+struct RedisLocationConfig {
+  std::vector<std::string> servers{"127.0.0.1:6379"};  // "host:port", "[v6]:port"; tried in order
+  std::string prefix = "sb:";
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t command_timeout_ms = 1000;
+  uint32_t reconnect_ms = 1000;
+  uint32_t queue_capacity = 100000;  // changes waiting while Redis is slow or down
+  std::string node_id;               // "" = the first listener's transport:address:port
+  bool operator==(const RedisLocationConfig&) const = default;
+};
+
 struct LocationConfig {
-  std::string backend = "sqlite";  // "sqlite" | "memory"
+  std::string backend = "sqlite";  // "sqlite" | "memory" | "redis"
   std::string sqlite_path;         // resolved against the config file's directory
   uint32_t batch_ms = 1000;
   uint32_t queue_capacity = 100000;
+  RedisLocationConfig redis;
   bool operator==(const LocationConfig&) const = default;
 };
 
@@ -102,6 +118,34 @@ struct AuthConfig {
   bool operator==(const AuthConfig&) const = default;
 };
 
+// Trusted networks and flood protection (docs/security.md; config "security"). The limits
+// are per worker: SO_REUSEPORT spreads sources over the workers.
+struct SecurityConfig {
+  CidrSet trusted = CidrSet::loopback();  // exempt from the limits; req.source.trusted
+  bool rate_limit = true;                 // "rate_limit.enabled"
+  uint32_t rate_per_s = 100;              // messages per second per source IP
+  uint32_t burst = 200;
+  uint32_t block_after = 1000;            // drops since the bucket was last full; 0 = never
+  uint32_t block_s = 60;
+  uint32_t table_size = 65536;            // sources tracked per worker (LRU beyond)
+  uint32_t max_connections_per_source = 32;  // per worker; 0 = no limit
+  bool operator==(const SecurityConfig&) const = default;
+};
+
+// TLS (RFC 3261 §26.2; docs/configuration.md "tls"). Present only when the file has a "tls"
+// section, which a "tls" listener requires. Files are checked readable at load; the
+// certificate and key themselves are loaded by the transport (start, reload, check).
+struct TlsConfig {
+  bool enabled = false;             // the section is present
+  std::string certificate;          // PEM chain, resolved against the config file's directory
+  std::string private_key;          // PEM, resolved likewise
+  std::string ca_file;              // PEM bundle to verify peers; "" = the system's CA paths
+  std::string min_version = "1.2";  // "1.2" | "1.3"
+  bool verify_client = false;       // require a client certificate signed by ca_file
+  bool verify_server = true;        // verify the certificates of servers we connect to
+  bool operator==(const TlsConfig&) const = default;
+};
+
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
   std::vector<ListenerConfig> listen;
@@ -115,6 +159,8 @@ struct Config {
   DnsConfig dns;
   AdminConfig admin;
   AuthConfig auth;
+  TlsConfig tls;
+  SecurityConfig security;
   std::string source;  // the file path, or "<embedded default>"
 
   // `workers`, or std::thread::hardware_concurrency() (at least 1) when it is 0.

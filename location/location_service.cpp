@@ -247,7 +247,9 @@ bool fields_fit(const Fields& f) {
 
 LocationService::LocationService(const core::Clock& clock, Settings settings,
                                  std::unique_ptr<Store> store)
-    : clock_(clock), settings_(normalized(settings)), store_(std::move(store)) {
+    : clock_(clock), settings_(normalized(settings)) {
+  store_.store(store.get());
+  if (store) stores_.push_back(std::move(store));
   shards_ = std::make_unique<Shard[]>(settings_.shards);
   int64_t now_sec = clock_.wall_ms() / 1000;
   for (uint32_t i = 0; i < settings_.shards; ++i) shards_[i].cursor_sec = now_sec;
@@ -270,18 +272,31 @@ LocationService::Shard& LocationService::shard_for(std::string_view aor) const {
   return shards_[AorHash{}(aor) % settings_.shards];
 }
 
-void LocationService::release(Shard& s, Record* r, bool erase_stored) {
+void LocationService::release(Shard& s, Record* r, bool erase_stored, bool expired) {
   s.wheel_unlink(r);
-  if (erase_stored && store_) store_->erase(r->id);
+  if (Store* st = store(); erase_stored && st) {
+    BindingKey k;
+    k.id = r->id;
+    k.aor = r->aor ? std::string_view(*r->aor->key) : std::string_view();
+    k.contact = r->field(kContact);
+    k.instance = r->field(kInstance);
+    k.reg_id = r->reg_id;
+    k.expires_at = r->expires_at;
+    k.expired = expired;
+    st->remove(k);
+  }
   Record::destroy(r);
   bindings_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 core::Status LocationService::start() {
   if (started_) return {};
-  if (store_ && !store_opened_) {
+  if (Store* st = store(); st && !store_opened_) {
+    RemoteSink sink;
+    sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
+    st->set_remote_sink(std::move(sink));
     std::vector<StoredBinding> rows;
-    if (auto st = store_->open(rows); !st) return st;
+    if (auto opened = st->open(rows); !opened) return opened;
     store_opened_ = true;
     const int64_t now = clock_.wall_ms();
     uint64_t max_id = 0;
@@ -293,7 +308,7 @@ core::Status LocationService::start() {
       Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
       if (b.expires_at <= now || row.aor.empty() || !fields_fit(f)) {
         // Expired while we were down: gone from the table and from the store.
-        store_->erase(row.id);
+        st->erase(row.id);
         ++dropped;
         continue;
       }
@@ -343,7 +358,7 @@ void LocationService::stop() {
   }
   sweep_cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
-  if (store_) store_->close();
+  if (Store* st = store()) st->close();
   started_ = false;
 }
 
@@ -360,7 +375,104 @@ void LocationService::sweeper() {
   }
 }
 
-StoreStats LocationService::store_stats() const { return store_ ? store_->stats() : StoreStats{}; }
+core::Result<LocationService::PreparedStore> LocationService::prepare_store(std::unique_ptr<Store> next) {
+  PreparedStore p;
+  if (next) {
+    RemoteSink sink;
+    sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
+    next->set_remote_sink(std::move(sink));
+    if (auto opened = next->open(p.rows); !opened) return opened.error();
+  }
+  p.store = std::move(next);
+  return p;
+}
+
+void LocationService::commit_store(PreparedStore next) {
+  Store* nst = next.store.get();
+  const int64_t now = clock_.wall_ms();
+  // The new store's rows carry its own ids, which may be the table's ids for other bindings:
+  // they are erased there, and re-written below under the table's ids.
+  uint64_t max_id = 0;
+  for (const StoredBinding& row : next.rows) max_id = std::max(max_id, row.id);
+  uint64_t cur = next_id_.load();
+  while (cur < max_id + 1 && !next_id_.compare_exchange_weak(cur, max_id + 1)) {
+  }
+  if (nst)
+    for (const StoredBinding& row : next.rows) nst->erase(row.id);
+  // AORs the table does not hold are taken from the store; for the others the table wins.
+  std::unordered_map<std::string, bool> take;
+  size_t merged = 0;
+  for (StoredBinding& row : next.rows) {
+    if (row.aor.empty() || row.binding.expires_at <= now) continue;
+    auto [it, fresh] = take.try_emplace(row.aor, false);
+    if (fresh) it->second = !has(row.aor);
+    if (!it->second) continue;
+    row.id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    insert_loaded(row, now);
+    ++merged;
+  }
+  // Swap with every shard locked, so no change is half in the old store and half in the new.
+  Store* old = store();
+  {
+    std::vector<std::unique_lock<std::mutex>> locks;
+    locks.reserve(settings_.shards);
+    for (uint32_t i = 0; i < settings_.shards; ++i) locks.emplace_back(shards_[i].mu);
+    store_.store(nst, std::memory_order_release);
+  }
+  if (next.store) stores_.push_back(std::move(next.store));
+  // What the old store still had queued lands before the copy below (same file or keys).
+  if (old) old->flush();
+  // Then the whole table, one shard at a time: a change made meanwhile already went to the
+  // new store and is written again here, which is harmless.
+  size_t written = 0;
+  if (nst) {
+    for (uint32_t i = 0; i < settings_.shards; ++i) {
+      Shard& s = shards_[i];
+      {
+        std::lock_guard lock(s.mu);
+        for (const auto& [key, entry] : s.map)
+          for (const Record* r = entry.head; r; r = r->next) {
+            nst->save(StoredBinding{r->id, key, r->to_binding()});
+            ++written;
+          }
+      }
+      nst->flush();  // keeps the queue within its bound for a big table
+    }
+  }
+  if (old) old->close();
+  SB_INFO("location: store replaced: %zu bindings written, %zu taken from it", written, merged);
+}
+
+void LocationService::insert_loaded(StoredBinding& row, int64_t now) {
+  (void)now;
+  const Binding& b = row.binding;
+  const std::string path = join_path(b.path);
+  Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
+  if (!fields_fit(f)) return;
+  Record* r = Record::make(f);
+  r->id = row.id;
+  r->q = b.q;
+  r->expires_at = b.expires_at;
+  r->received_at = b.received_at;
+  r->cseq = b.cseq;
+  r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+  r->set_source(b.source);
+  Shard& s = shard_for(row.aor);
+  std::lock_guard lock(s.mu);
+  auto [it, inserted] = s.map.try_emplace(row.aor);
+  if (inserted) {
+    it->second.key = &it->first;
+    aors_.fetch_add(1, std::memory_order_relaxed);
+  }
+  insert_sorted(it->second, r);
+  s.wheel_link(r);
+  bindings_.fetch_add(1, std::memory_order_relaxed);
+}
+
+StoreStats LocationService::store_stats() const {
+  Store* st = store();
+  return st ? st->stats() : StoreStats{};
+}
 
 core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
                                                     const UpdateRequest& req,
@@ -404,7 +516,7 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
       if (r->expires_at <= now) {
         *p = r->next;
         --entry->count;
-        release(s, r, true);
+        release(s, r, true, true);
       } else {
         Item item;
         item.old = r;
@@ -558,7 +670,7 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
     ++entry->count;
   }
   for (auto& [r, o] : touched)
-    if (store_) store_->save(StoredBinding{r->id, *entry->key, r->to_binding()});
+    if (Store* st = store()) st->save(StoredBinding{r->id, *entry->key, r->to_binding()});
   out.bindings.reserve(next.size());
   for (Record* r : next) out.bindings.push_back(r->to_binding());
   if (entry->count == 0) {
@@ -671,8 +783,72 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
   }
   insert_sorted(it->second, r);
   s.wheel_link(r);
-  if (store_) store_->save(StoredBinding{r->id, it->first, r->to_binding()});
+  if (Store* st = store()) st->save(StoredBinding{r->id, it->first, r->to_binding()});
   return {};
+}
+
+void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bindings) {
+  if (aor.empty()) return;
+  const int64_t now = clock_.wall_ms();
+  std::erase_if(bindings, [&](const Binding& b) {
+    const std::string path = join_path(b.path);
+    return b.expires_at <= now || !fields_fit({b.contact, b.params, b.call_id, b.instance, b.user_agent, path});
+  });
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  auto it = s.map.find(aor);
+  if (it != s.map.end()) {
+    // The shared store is the truth: what this node cached goes, without writing anything.
+    for (Record* r = it->second.head; r;) {
+      Record* next = r->next;
+      release(s, r, false);
+      r = next;
+    }
+    it->second.head = nullptr;
+    it->second.count = 0;
+  }
+  if (bindings.empty()) {
+    if (it != s.map.end()) {
+      s.map.erase(it);
+      aors_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  if (it == s.map.end()) {
+    it = s.map.try_emplace(std::string(aor)).first;
+    it->second.key = &it->first;
+    aors_.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (const Binding& b : bindings) {
+    const std::string path = join_path(b.path);
+    Record* r = Record::make({b.contact, b.params, b.call_id, b.instance, b.user_agent, path});
+    r->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    r->q = b.q;
+    r->expires_at = b.expires_at;
+    r->received_at = b.received_at;
+    r->cseq = b.cseq;
+    r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+    r->set_source(b.source);
+    insert_sorted(it->second, r);
+    s.wheel_link(r);
+    bindings_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool LocationService::has(std::string_view aor) const {
+  Shard& s = shard_for(aor);
+  std::lock_guard lock(s.mu);
+  return s.map.find(aor) != s.map.end();
+}
+
+std::vector<std::string> LocationService::aors() const {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < settings_.shards; ++i) {
+    Shard& s = shards_[i];
+    std::lock_guard lock(s.mu);
+    for (const auto& [key, entry] : s.map) out.push_back(key);
+  }
+  return out;
 }
 
 void LocationService::for_each(
@@ -707,7 +883,7 @@ size_t LocationService::sweep(int64_t now_ms) {
         if (r->expires_at <= now_ms) {
           AorEntry* e = r->aor;
           unlink_from_aor(*e, r);
-          release(s, r, true);
+          release(s, r, true, true);
           ++removed;
           if (e->count == 0) {
             s.map.erase(s.map.find(*e->key));

@@ -89,6 +89,37 @@ class LocationService {
   // `f(aor, binding)` runs after the lock is released.
   void for_each(const std::function<void(std::string_view aor, const Binding&)>& f) const;
 
+  // Replace what the table holds for `aor` with `bindings` (expired ones skipped), as read from
+  // a shared store after another node changed them: nothing is written back to the store, and
+  // the limits are the writing node's business.
+  void apply_remote(std::string_view aor, std::vector<Binding> bindings);
+  // Does the table hold `aor` (a canonical AOR)? Cheaper than lookup() when that is all.
+  bool has(std::string_view aor) const;
+  // Shared backends (Redis): read `aor` into the table, then `done(ok)` on the store's thread
+  // within its command timeout. False (done not called) when there is nothing to wait for.
+  bool shared() const {
+    Store* st = store();
+    return st && st->shared();
+  }
+  bool fetch(std::string_view aor, std::function<void(bool ok)> done) {
+    Store* st = store();
+    return st && st->fetch(aor, std::move(done));
+  }
+
+  // A reload that changes config "location" (docs/cluster.md): prepare() opens the new store
+  // (null: memory only) and reads what it holds; it may fail, and then nothing changed.
+  // commit() makes it the store: AORs it holds that the table does not are added, every
+  // binding of the table is written to it, and the old store is flushed and closed. Call
+  // both from one thread (the runtime's), after start().
+  struct PreparedStore {
+    std::unique_ptr<Store> store;
+    std::vector<StoredBinding> rows;
+  };
+  core::Result<PreparedStore> prepare_store(std::unique_ptr<Store> next);
+  void commit_store(PreparedStore next);
+  // Every AOR held (expired ones included until swept).
+  std::vector<std::string> aors() const;
+
   // Remove what expired by `now_ms` (wall ms). Returns how many bindings went.
   size_t sweep(int64_t now_ms);
 
@@ -103,12 +134,17 @@ class LocationService {
 
  private:
   Shard& shard_for(std::string_view aor) const;
-  void release(Shard& s, Record* r, bool erase_stored);
+  void release(Shard& s, Record* r, bool erase_stored, bool expired = false);
   void sweeper();
 
   const core::Clock& clock_;
   const Settings settings_;
-  std::unique_ptr<Store> store_;
+  Store* store() const { return store_.load(std::memory_order_acquire); }
+  void insert_loaded(StoredBinding& row, int64_t now);  // a stored row the table lacks
+  // The current store. A replaced one is closed but kept until the service dies: a worker
+  // may still be asking it shared() or fetch().
+  std::atomic<Store*> store_{nullptr};
+  std::vector<std::unique_ptr<Store>> stores_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<size_t> bindings_{0};
   std::atomic<size_t> aors_{0};

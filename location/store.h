@@ -4,8 +4,10 @@
 // store in the order they happened): they must never block, do I/O or call back.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -26,6 +28,30 @@ struct StoreStats {
   uint64_t dropped = 0;   // changes lost because the queue was full
   uint64_t batches = 0;   // transactions committed
   uint64_t errors = 0;    // failed batches
+  // Cluster backends (Redis): the shared store cannot be reached; changes wait in the queue.
+  bool degraded = false;
+  uint64_t disconnects = 0;   // times the connection was lost (or could not be made)
+  uint64_t refreshes = 0;     // AORs re-read after another node's change
+  uint64_t fetches = 0;       // read-through reads (a lookup that missed locally)
+  uint64_t fetch_failures = 0;  // of those: not answered in time, or Redis failed
+};
+
+// What names a binding in a store keyed by AOR and contact / flow rather than by row id.
+struct BindingKey {
+  uint64_t id = 0;
+  std::string_view aor;
+  std::string_view contact;
+  std::string_view instance;  // "" when none
+  uint32_t reg_id = 0;
+  int64_t expires_at = 0;     // of the copy being removed
+  bool expired = false;       // removed because it expired (not by a REGISTER or an operator)
+};
+
+// How a cluster store keeps the table a replica of the shared store. Called on the store's
+// own threads, never under a shard lock.
+struct RemoteSink {
+  // The AOR's bindings as the shared store now holds them (empty: none left).
+  std::function<void(std::string_view aor, std::vector<Binding> bindings)> apply;
 };
 
 class Store {
@@ -38,6 +64,22 @@ class Store {
   // counted as dropped and logged.
   virtual void save(StoredBinding row) = 0;
   virtual void erase(uint64_t id) = 0;
+  // The table removes a binding through this; stores keyed by row id just erase it.
+  virtual void remove(const BindingKey& key) { erase(key.id); }
+  // Shared stores only: where to report other nodes' changes (set by LocationService::start
+  // before open()). The others ignore it.
+  virtual void set_remote_sink(RemoteSink sink) { (void)sink; }
+  // Is this a store other nodes share (Redis)? Only those answer fetch().
+  virtual bool shared() const { return false; }
+  // Shared stores only: read `aor` from the shared store into the table (through the sink),
+  // then call `done(ok)` on the store's thread, within the store's command timeout. False
+  // (and `done` is not called) when there is nothing to wait for: not a shared store, the
+  // store is degraded, or too many reads are waiting.
+  virtual bool fetch(std::string_view aor, std::function<void(bool ok)> done) {
+    (void)aor;
+    (void)done;
+    return false;
+  }
   // Write everything queued so far and wait until it is committed.
   virtual void flush() = 0;
   // Flush and stop writing. Further changes are dropped. Idempotent.
@@ -46,14 +88,29 @@ class Store {
 };
 
 // The location backend settings the app gives us (config "location").
+struct RedisSettings {
+  std::vector<std::string> servers{"127.0.0.1:6379"};  // "host:port"; tried in order
+  std::string prefix = "sb:";                          // keys <prefix>aor:<aor>, channel <prefix>changes
+  uint32_t connect_timeout_ms = 1000;
+  uint32_t command_timeout_ms = 1000;
+  uint32_t reconnect_ms = 1000;                        // retry period while Redis is unreachable
+  std::string node_id;                                 // this node's name in the stored bindings
+  // This node's SIP URI ("sip:192.0.2.10:5060;transport=udp"): other nodes route a call for a
+  // flow this node holds through it (RFC 3327 / RFC 5626). "" = they do not.
+  std::string node_uri;
+};
+
 struct StoreConfig {
-  std::string backend = "sqlite";                      // "sqlite" | "memory"
+  std::string backend = "sqlite";                      // "sqlite" | "memory" | "redis"
   std::string sqlite_path = "var/lib/switchboard/location.db";
   uint32_t batch_ms = 1000;                            // one transaction per batch window
   uint32_t queue_capacity = 65536;                     // changes waiting; past it they drop
+  RedisSettings redis;
 };
 
 // The store for `config`: SqliteStore for "sqlite", nullptr (memory only) for "memory".
 core::Result<std::unique_ptr<Store>> make_store(const StoreConfig& config);
+// make_store, plus RedisStore for "redis" (location/redis_store.h).
+core::Result<std::unique_ptr<Store>> open_store(const StoreConfig& config);
 
 }  // namespace sb::location

@@ -128,7 +128,7 @@ TEST_CASE("config: an empty object means the shipped defaults") {
   CHECK(c.timers == TimersConfig{500, 4000, 5000, 185000});
   CHECK(c.limits == LimitsConfig{65535, 256, 100000, 65536, 900, 10000});
   CHECK(c.registrar == RegistrarConfig{60, 7200, 3600, 10, 1000000, false});
-  CHECK(c.location == LocationConfig{"sqlite", "/srv/sb/var/location.db", 1000, 100000});
+  CHECK(c.location == LocationConfig{"sqlite", "/srv/sb/var/location.db", 1000, 100000, {}});
   CHECK(c.script == ScriptConfig{"/srv/sb/scripts/default.lua", 1000000});
   CHECK(c.logging == LoggingConfig{"info", false});
   CHECK(c.dns == DnsConfig{{}, 2000, 2, 3600, 30, 30, false});
@@ -174,7 +174,7 @@ TEST_CASE("config: every value can be set") {
   CHECK(c.timers == TimersConfig{100, 100, 200, 1000});
   CHECK(c.limits == LimitsConfig{1024, 16, 1, 16, 1, 1});
   CHECK(c.registrar == RegistrarConfig{0, 0, 0, 1000, 1, true});
-  CHECK(c.location == LocationConfig{"memory", "/var/lib/sb/loc.db", 1, 1});
+  CHECK(c.location == LocationConfig{"memory", "/var/lib/sb/loc.db", 1, 1, {}});
   CHECK(c.script == ScriptConfig{"/srv/sb/etc/route.lua", 1000000000});
   CHECK(c.logging == LoggingConfig{"debug", true});
   CHECK(c.dns == DnsConfig{{"127.0.0.1:5353", "[::1]:53"}, 10, 10, 0, 86400, 0, true});
@@ -183,7 +183,7 @@ TEST_CASE("config: every value can be set") {
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
         "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
-        "location, script, logging, dns, admin, auth (did you mean \"workers\"?)");
+        "location, script, logging, dns, admin, auth, tls, security (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
         "(did you mean \"t2_ms\"?)");
@@ -208,7 +208,7 @@ TEST_CASE("config: admin section") {
 }
 
 TEST_CASE("config: keys of later features say not yet") {
-  for (const char* key : {"tls", "redis"}) {
+  for (const char* key : {"redis"}) {
     CAPTURE(key);
     CHECK(only_error(std::string("{\"") + key + "\": {}}") ==
           std::string(key) + ": not supported yet (a later release adds it); remove this key");
@@ -256,14 +256,14 @@ TEST_CASE("config: bad enum values") {
         R"(logging.format: expected "text" or "json", got "JSON")");
   CHECK(only_error(R"({"registrar": {"foreign_domain": "accept"}})") ==
         R"(registrar.foreign_domain: expected "refuse" or "proxy", got "accept")");
-  CHECK(only_error(R"({"location": {"backend": "redis"}})") ==
-        R"(location.backend: expected "sqlite" or "memory", got "redis")");
+  CHECK(only_error(R"({"location": {"backend": "mysql"}})") ==
+        R"(location.backend: expected "sqlite", "memory" or "redis", got "mysql")");
   CHECK(only_error(R"({"listen": [{"transport": "sctp", "address": "::1"}]})") ==
-        R"(listen[0].transport: expected "udp" or "tcp", got "sctp")");
+        R"(listen[0].transport: expected "udp", "tcp" or "tls", got "sctp")");
   CHECK(only_error(R"({"listen": [{"transport": "tls", "address": "::1"}]})") ==
-        R"(listen[0].transport: "tls" is not supported yet; expected "udp" or "tcp")");
+        R"(tls: required by the tls listener on [::1]:5061 (certificate, private_key))");
   CHECK(only_error(R"({"listen": [{"transport": "ws", "address": "::1"}]})") ==
-        R"(listen[0].transport: "ws" is not supported yet; expected "udp" or "tcp")");
+        R"(listen[0].transport: "ws" is not supported yet; expected "udp", "tcp" or "tls")");
 }
 
 TEST_CASE("config: listeners") {
@@ -512,6 +512,55 @@ TEST_CASE("config: every accepted log level is one the logger knows") {
     log::Level l;
     CHECK(log::parse_level(r.config->logging.level, l));
   }
+}
+
+TEST_CASE("config: tls") {
+  TempDir tmp;
+  tmp.write("cert.pem", "x");
+  tmp.write("key.pem", "x");
+  const std::string base = tmp.path.string();
+  auto load = [&](std::string_view text) { return parse_config(text, base, "t.json"); };
+  ConfigLoad r = load(R"({"listen": [{"transport": "TLS", "address": "127.0.0.1"}],
+                          "tls": {"certificate": "cert.pem", "private_key": "key.pem", "min_version": "1.3"},
+                          "limits": {"tls_handshake_timeout_ms": 2500}})");
+  REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
+  REQUIRE(r.config->listen.size() == 1);
+  CHECK(r.config->listen[0].transport == "tls");
+  CHECK(r.config->listen[0].port == 5061);  // RFC 3261 §19.1.2 default for TLS
+  CHECK(r.config->tls.enabled);
+  CHECK(r.config->tls.certificate == (tmp.path / "cert.pem").string());
+  CHECK(r.config->tls.private_key == (tmp.path / "key.pem").string());
+  CHECK(r.config->tls.ca_file.empty());
+  CHECK(r.config->tls.min_version == "1.3");
+  CHECK_FALSE(r.config->tls.verify_client);
+  CHECK(r.config->tls.verify_server);
+  CHECK(r.config->limits.tls_handshake_timeout_ms == 2500);
+  CHECK_FALSE(parse("{}").config->tls.enabled);
+  CHECK(parse("{}").config->limits.tls_handshake_timeout_ms == 10000);
+
+  // An explicit port wins over the TLS default.
+  ConfigLoad p = load(R"({"listen": [{"transport": "tls", "address": "::1", "port": 15061}],
+                          "tls": {"certificate": "cert.pem", "private_key": "key.pem"}})");
+  REQUIRE(p.ok());
+  CHECK(p.config->listen[0].port == 15061);
+
+  // Each fault names its key.
+  ConfigLoad missing = load(R"({"tls": {"certificate": "cert.pem", "private_key": "key.pem", "ca_file": "nope.pem"}})");
+  REQUIRE(missing.errors.size() == 1);
+  CHECK(missing.errors[0] == "tls.ca_file: cannot read " + (tmp.path / "nope.pem").string() +
+                                 ": No such file or directory");
+  ConfigLoad empty = parse(R"({"tls": {}})");
+  REQUIRE(empty.errors.size() == 2);
+  CHECK(empty.errors[0] == "tls.certificate: required key is missing");
+  CHECK(empty.errors[1] == "tls.private_key: required key is missing");
+  CHECK(only_error(R"({"tls": {"certificate": "c", "private_key": "k", "min_version": "1.1"}})") ==
+        R"(tls.min_version: expected "1.2" or "1.3", got "1.1")");
+  CHECK(only_error(R"({"tls": {"certificate": "c", "private_key": "k", "verify_client": "yes"}})") ==
+        R"(tls.verify_client: expected true or false, got "yes")");
+  CHECK(only_error(R"({"tls": {"certificate": "c", "private_key": "k", "sni": true}})").rfind(
+            "tls.sni: unknown key; expected one of certificate, private_key, ca_file", 0) == 0);
+  CHECK(only_error(R"({"limits": {"tls_handshake_timeout_ms": 10}})") ==
+        "limits.tls_handshake_timeout_ms: expected an integer from 100 to 600000, got 10");
 }
 
 }  // namespace sb::core
