@@ -484,6 +484,8 @@ void Runtime::stats(std::function<void(StatsSnapshot)> done) {
       s.refused["blocked"] += r.transport.blocked;
       s.refused["connections_per_source"] += r.transport.connections_per_source;
       s.refused["overload"] += r.proxy.overloaded;
+      s.refused["auth_challenge"] += r.proxy.policy_challenged;
+      s.refused["forbidden"] += r.proxy.policy_forbidden;
       c["sources_blocked"] += r.transport.sources_blocked;
       c["transactions_created"] += r.txn.created_client + r.txn.created_server;
       c["client_timeouts"] += r.txn.client_timeouts;

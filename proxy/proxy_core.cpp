@@ -326,6 +326,8 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
       if (!valid)
         SB_LOG(Error, ctx->request.call_id(), "policy replied %d%s%s: not a final status", d.status,
                d.origin.empty() ? "" : " in ", d.origin.c_str());
+      if (d.status == 401 || d.status == 407) ++counters_.policy_challenged;
+      if (d.status == 403) ++counters_.policy_forbidden;
       if (valid)
         reply(*txn, ctx->request, d.status, d.reason, d.headers, d.body);
       else

@@ -38,6 +38,9 @@ struct ProxyCounters {
   uint64_t no_decision = 0;        // policy made none → 500
   uint64_t overloaded = 0;         // 503 + Retry-After
   uint64_t timer_c = 0;
+  // Refusals the policy decided (docs/security.md "Counters"): 401/407 challenges and 403.
+  uint64_t policy_challenged = 0;
+  uint64_t policy_forbidden = 0;
 };
 
 class ResponseContext;

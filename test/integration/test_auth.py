@@ -11,6 +11,7 @@ import re
 import time
 import sbtest
 from sbtest import Proxy, UdpClient, check
+from sipp import Sipp
 
 REALM = "sbtest"
 PASSWORD = "s3cret"
@@ -173,6 +174,25 @@ def test_invite_407_then_relayed_without_credentials():
         check(final is not None and final.status == 486, "486 comes back: %r" % final)
 
 
+def test_sipp_caller_authenticates_with_407():
+    # A real UA's digest (SIPp -au/-ap, MD5): INVITE → 407, ACK, INVITE with credentials →
+    # relayed to a SIPp callee, answered, ACK and BYE through the proxy.
+    p = make_proxy()
+    p.config["auth"]["algorithms"] = ["MD5"]
+    with p:
+        uas = Sipp("uas.xml", p.tmp.name).start()
+        uac = Sipp("uac_auth.xml", p.tmp.name, remote="127.0.0.1:%d" % p.port, service="alice",
+                   keys={"domain": "localhost", "target": "sip:bob@127.0.0.1:%d" % uas.port},
+                   extra=["-au", "alice", "-ap", PASSWORD]).start()
+        rc = uac.wait(timeout=30)
+        uas_rc = uas.wait(timeout=10)
+        check(rc == 0, "SIPp call with 407 authentication: rc %d\n%s\n%s" % (rc, uac.messages()[-3000:], p.read_log()[-1500:]))
+        check(uas_rc == 0, "callee got the call: rc %d\n%s" % (uas_rc, uas.messages()[-2000:]))
+        fwd = uas.messages()
+        check("INVITE sip:" in fwd and "Proxy-Authorization" not in fwd.split("SIP/2.0 200")[0],
+              "the relayed INVITE carries no credentials of ours")
+
+
 def test_bad_users_file_refuses_start():
     p = make_proxy()
     with open(os.path.join(p.tmp.name, "users.json"), "w") as f:
@@ -190,4 +210,5 @@ def test_bad_users_file_refuses_start():
 
 if __name__ == "__main__":
     sbtest.run([test_register_challenge_and_credentials, test_expired_nonce_is_stale,
-                test_invite_407_then_relayed_without_credentials, test_bad_users_file_refuses_start])
+                test_invite_407_then_relayed_without_credentials, test_sipp_caller_authenticates_with_407,
+                test_bad_users_file_refuses_start])

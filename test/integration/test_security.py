@@ -239,6 +239,8 @@ def test_not_an_open_relay():
             except socket.timeout:
                 data = None
             check(data is None, "nothing was sent to the foreign target: %r" % (data and data[:200]))
+            n = metric(p, "switchboard_refused_total", '{reason="forbidden"}')
+            check(n == 3, "workers=%d: the policy's 403s counted as forbidden: %r" % (workers, n))
 
             # Trusted: the same INVITE is relayed (so the socket above would have seen one).
             c = UdpClient("127.0.0.1")
@@ -294,6 +296,8 @@ def test_default_script_untrusted_must_authenticate():
               % (ok, p.read_log()[-1500:]))
         r = send_from("127.0.0.2", p.port, "INVITE", "sip:alice@localhost")
         check(r is not None and r.status == 407 and r.header("Proxy-Authenticate"), "untrusted INVITE → 407: %r" % r)
+        n = metric(p, "switchboard_refused_total", '{reason="auth_challenge"}')
+        check(n == 2, "the 401 and the 407 counted as auth_challenge: %r" % n)
         # Trusted: no challenge.
         r = register_from("127.0.0.1", p.port, user="bob")
         check(r is not None and r.status == 200, "trusted REGISTER → 200: %r" % r)
