@@ -40,6 +40,8 @@ int cmd_check(const std::string& path) {
   // The users file, read and checked as `run` reads it.
   std::vector<std::string> auth_errors;
   (void)sb::app::auth_setup(*cfg.config, auth_errors);
+  // The certificate and key loaded into a TLS context, as `run` loads them.
+  (void)sb::app::tls_context(*cfg.config, auth_errors);
   if (!auth_errors.empty()) {
     for (const auto& e : auth_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
     return 1;

@@ -71,6 +71,10 @@ class Runtime final : public AdminBackend {
 // Config "auth" with its users file loaded and checked, as `run` and every reload do (and
 // `switchboard check`); null when auth is off. Problems are appended to `errors`.
 std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg, std::vector<std::string>& errors);
+// Config "tls" loaded into an SSL context, as `run`, every reload and `switchboard check` do;
+// null when there is no "tls" section. Problems are appended to `errors`, each naming its key.
+std::shared_ptr<const transport::TlsContext> tls_context(const core::Config& cfg,
+                                                         std::vector<std::string>& errors);
 
 // `switchboard run`.
 int run(const std::string& config_path, std::shared_ptr<const core::Config> config);

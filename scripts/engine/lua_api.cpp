@@ -241,8 +241,8 @@ const ApiEntry kApi[] = {
      "to one, relay to `\"sip:user@\" .. ip .. \":\" .. port .. \";transport=\" .. transport`. "
      "The request **waits** for the answer without blocking the worker (an IP address or a cached "
      "name answers at once). `nil, err` when `uri` is not a SIP URI or nothing was found (the "
-     "error names the cause: no such domain, no records, a DNS timeout, a `sips:` URI while TLS "
-     "is not supported). Use it in `on_request` / `on_failure`: at the top level (while the "
+     "error names the cause: no such domain, no records, a DNS timeout, a `sips:` URI with no "
+     "`tls` listener). Use it in `on_request` / `on_failure`: at the top level (while the "
      "script loads) it returns `nil, err`, and inside a coroutine the script created it raises "
      "(the request cannot wait there).",
      "local servers, err = dns.resolve(\"sip:trunk.example.com\")\n"

@@ -471,6 +471,9 @@ def test_config_errors_name_the_key(pki):
     check(out.returncode != 0 and "tls.private_key: cannot read" in out.stderr, "check: %r" % out.stderr)
     p.config["tls"]["private_key"] = pki.ua_key  # readable, but not the certificate's key
     p.write_config()
+    out = subprocess.run([sbtest.BINARY, "check", "-c", p.config_path], capture_output=True, text=True)
+    check(out.returncode != 0 and "tls.private_key" in out.stderr,
+          "check loads the certificate and key as run does: %r" % out.stderr)
     p.log = open(p.log_path, "ab")
     proc = subprocess.run([sbtest.BINARY, "run", "-c", p.config_path], capture_output=True, text=True, timeout=20)
     check(proc.returncode != 0 and "tls.private_key" in (proc.stdout + proc.stderr),
