@@ -123,6 +123,17 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
     done(proxy::Decision::reply(430, "Flow Failed"));
     return true;
   }
+  // Is every binding of the Request-URI's AOR a flow held by another node (reached through
+  // its owner, cluster.md)?
+  bool only_via_owners(const proxy::PolicyRequest& req) const {
+    const core::Uri& u = req.message().ruri();
+    if (!u.is_sip() || u.user.empty()) return false;
+    auto bindings = w_.location_.lookup(u);
+    if (bindings.empty()) return false;
+    for (const location::Binding& b : bindings)
+      if (b.path.empty() || b.path.front().find(";sb-aor=") == std::string::npos) return false;
+    return true;
+  }
   // A new request outside a dialog for a user of one of our domains whose AOR the table
   // does not hold. (Only shared backends answer fetch(); the others never wait.)
   bool wants_fetch(const proxy::PolicyRequest& req, std::string& aor) const {
@@ -136,9 +147,11 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
     return !w_.location_.has(aor);
   }
   void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
-    if (best.status == 430 && w_.location_.shared()) {
+    if (w_.location_.shared() && (best.status == 430 || ((best.status == 408 || best.status == 503) &&
+                                                          only_via_owners(req)))) {
       // RFC 5626 §5.3: a 430 Flow Failed from the node owning the flow is for us, not the
-      // caller: with no other flow left the answer is 480.
+      // caller, and so is the timeout or transport error of an owner that is gone: with no
+      // other flow left the answer is 480 (docs/cluster.md).
       done = [inner = std::move(done)](proxy::Decision d) {
         if (d.kind == proxy::Decision::Kind::None) d = proxy::Decision::reply(480, "Temporarily Unavailable");
         inner(std::move(d));

@@ -582,18 +582,23 @@ void RedisStore::run_reader() {
       fetches_.pop_front();
     }
     bool ok = false;
+    bool timed_out = true;  // a read that waited its whole timeout in the queue: unread
     std::vector<Binding> bindings;
     bool stopping;
     {
       std::lock_guard lock(fmu_);
       stopping = fstopping_;
     }
-    // A read that waited its whole timeout in the queue is answered as failed unread.
     if (!stopping && std::chrono::steady_clock::now() - f.queued < timeout) {
+      timed_out = false;
       if (!c) c = connect(settings_.connect_timeout_ms, nullptr);
       if (c) {
         ok = read_aor(c, f.aor, bindings);
         if (!ok) {
+          // No answer within command_timeout_ms (the socket timed out) vs Redis gone (refused,
+          // closed): only the first fails the request; without Redis it goes on locally.
+          int err = errno;
+          timed_out = c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK);
           redisFree(c);
           c = nullptr;
         }
@@ -604,9 +609,9 @@ void RedisStore::run_reader() {
     {
       std::lock_guard lock(mu_);
       ++stats_.fetches;
-      if (!ok) ++stats_.fetch_failures;
+      if (timed_out) ++stats_.fetch_failures;
     }
-    f.done(ok);
+    f.done(!timed_out);
   }
   if (c) redisFree(c);
 }

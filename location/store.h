@@ -33,7 +33,7 @@ struct StoreStats {
   uint64_t disconnects = 0;   // times the connection was lost (or could not be made)
   uint64_t refreshes = 0;     // AORs re-read after another node's change
   uint64_t fetches = 0;       // read-through reads (a lookup that missed locally)
-  uint64_t fetch_failures = 0;  // of those: not answered in time, or Redis failed
+  uint64_t fetch_failures = 0;  // of those: not answered within the command timeout
 };
 
 // What names a binding in a store keyed by AOR and contact / flow rather than by row id.
@@ -72,7 +72,9 @@ class Store {
   // Is this a store other nodes share (Redis)? Only those answer fetch().
   virtual bool shared() const { return false; }
   // Shared stores only: read `aor` from the shared store into the table (through the sink),
-  // then call `done(ok)` on the store's thread, within the store's command timeout. False
+  // then call `done(ok)` on the store's thread, within the store's command timeout; ok is
+  // false only when the store did not answer in time (unreachable counts as answered: the
+  // table is all there is). False
   // (and `done` is not called) when there is nothing to wait for: not a shared store, the
   // store is degraded, or too many reads are waiting.
   virtual bool fetch(std::string_view aor, std::function<void(bool ok)> done) {

@@ -563,4 +563,33 @@ TEST_CASE("config: tls") {
         "limits.tls_handshake_timeout_ms: expected an integer from 100 to 600000, got 10");
 }
 
+TEST_CASE("config: location.redis (the cluster backend)") {
+  ConfigLoad r = parse(R"({"location": {"backend": "redis", "redis": {
+      "servers": ["127.0.0.1:6380", "[::1]:6381", "redis.example:6379"], "prefix": "c1:",
+      "node_id": "edge-1", "connect_timeout_ms": 200, "command_timeout_ms": 300,
+      "reconnect_ms": 400, "queue_capacity": 500}}})");
+  REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
+  const RedisLocationConfig& c = r.config->location.redis;
+  CHECK(r.config->location.backend == "redis");
+  CHECK(c.servers == std::vector<std::string>{"127.0.0.1:6380", "[::1]:6381", "redis.example:6379"});
+  CHECK(c.prefix == "c1:");
+  CHECK(c.node_id == "edge-1");
+  CHECK(c.connect_timeout_ms == 200);
+  CHECK(c.command_timeout_ms == 300);
+  CHECK(c.reconnect_ms == 400);
+  CHECK(c.queue_capacity == 500);
+  CHECK(parse("{}").config->location.redis == RedisLocationConfig{});
+
+  CHECK(only_error(R"({"location": {"redis": {"servers": []}}})") ==
+        R"(location.redis.servers: expected a non-empty array of "host:port" strings, got [])");
+  CHECK(only_error(R"({"location": {"redis": {"servers": ["127.0.0.1"]}}})") ==
+        R"(location.redis.servers[0]: expected "host:port" (an IPv6 address in brackets), got "127.0.0.1")");
+  CHECK(only_error(R"({"location": {"redis": {"servers": ["h:0"]}}})").rfind("location.redis.servers[0]:", 0) == 0);
+  CHECK(only_error(R"({"location": {"redis": {"prefix": "a*"}}})").rfind("location.redis.prefix: expected at most 64", 0) == 0);
+  CHECK(only_error(R"({"location": {"redis": {"node_id": "a b"}}})").rfind("location.redis.node_id:", 0) == 0);
+  CHECK(only_error(R"({"location": {"redis": {"command_timeout_ms": 5}}})") ==
+        "location.redis.command_timeout_ms: expected an integer from 10 to 60000, got 5");
+  CHECK(only_error(R"({"location": {"redis": {"pool_size": 2}}})").rfind("location.redis.pool_size: unknown key", 0) == 0);
+}
+
 }  // namespace sb::core

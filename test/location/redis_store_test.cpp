@@ -425,8 +425,19 @@ TEST_CASE("a lookup that missed reads through; a Redis that does not answer fail
   CHECK(b.store_stats().fetch_failures == 1);
   kill(redis.pid, SIGCONT);
 
-  // Down: nothing to wait for, the caller goes on with the local table.
+  // Gone: a read that finds Redis refusing is answered "go on locally", never failed.
+  REQUIRE(eventually([&] {
+    std::atomic<int> probe{-1};
+    if (!b.fetch("sip:probe@example.com", [&](bool ok) { probe = ok ? 1 : 0; })) return false;
+    return eventually([&] { return probe != -1; }) && probe == 1;
+  }));
   redis.stop();
+  answer = -1;
+  if (b.fetch("sip:ivan@example.com", [&](bool ok) { answer = ok ? 1 : 0; })) {
+    REQUIRE(eventually([&] { return answer != -1; }));
+    CHECK(answer == 1);
+  }
+  // Down: nothing to wait for, the caller goes on with the local table.
   REQUIRE(eventually([&] { return b.store_stats().degraded; }));
   CHECK_FALSE(b.fetch("sip:ivan@example.com", [](bool) {}));
   b.stop();
