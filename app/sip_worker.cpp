@@ -63,11 +63,13 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
   explicit TimedPolicy(SipWorker& w) : w_(w) {}
   proxy::RoutingPolicy* target = nullptr;
   void on_request(proxy::PolicyRequest& req, proxy::DecisionFn done) override {
-    // Cluster read-through (docs/cluster.md): a request for one of our users the table does
-    // not hold waits for Redis before the policy runs; the context stays alive meanwhile.
+    // Cluster read-through (docs/cluster.md): a script waits inside location.lookup
+    // (PolicyServices::lookup_wait); the built-in policy cannot wait, so for it a request for
+    // one of our users the table does not hold waits for Redis before the policy runs; the
+    // context stays alive meanwhile.
     std::string aor;
     if (w_.location_.shared() && relay_owned_flow(req, done)) return;
-    if (wants_fetch(req, aor)) {
+    if (target != w_.lua_.get() && wants_fetch(req, aor)) {
       auto pending = std::make_shared<proxy::DecisionFn>(std::move(done));
       transport::Worker* tw = &w_.worker_;
       proxy::PolicyRequest* r = &req;
@@ -184,6 +186,14 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
       resolver_(std::move(resolver)) {
   if (!resolver_) resolver_ = std::make_unique<proxy::NumericResolver>();
   services_.set_auth(gen_.auth, clock_, worker.id());
+  // A location read from a shared store completes on the store's thread: the request carries
+  // on here, then the transaction timer is re-armed as after any policy decision.
+  services_.set_poster([this](std::function<void()> f) {
+    return worker_.post([this, f = std::move(f)](transport::Worker&) {
+      f();
+      rearm();
+    });
+  });
   // DNS answers arrive from the loop and start transactions: re-arm their timer after them.
   resolver_->set_after_answers([this] { rearm(); });
   timed_ = std::make_unique<TimedPolicy>(*this);

@@ -24,6 +24,18 @@ std::vector<Target> RegistrarServices::lookup(std::string_view uri) {
   return out;
 }
 
+bool RegistrarServices::lookup_wait(std::string_view uri, std::function<void(bool ok)> done) {
+  if (!post_ || !location_.shared()) return false;
+  auto parsed = core::parse_uri(uri);
+  if (!parsed || !parsed->is_sip() || !identity_.is_local_domain(parsed->host)) return false;
+  std::string aor = core::canonical_aor(*parsed);
+  if (location_.has(aor)) return false;
+  // The store answers on its own thread; the request carries on on ours.
+  return location_.fetch(aor, [post = post_, done = std::move(done)](bool ok) mutable {
+    post([done = std::move(done), ok] { done(ok); });
+  });
+}
+
 Decision RegistrarServices::registrar_save(const PolicyRequest& req) {
   // RFC 3261 §10.3 step 4: an authenticated user binds only the AORs it owns. Checked only
   // for a REGISTER the registrar would process (our Request-URI domain and To domain).

@@ -29,6 +29,10 @@ class RegistrarServices final : public PolicyServices {
         proxy_foreign_(proxy_foreign_register) {}
 
   std::vector<Target> lookup(std::string_view uri) override;
+  bool lookup_wait(std::string_view uri, std::function<void(bool ok)> done) override;
+  // How a completion from another thread gets onto this worker's thread (lookup_wait); false
+  // when it could not be queued. Unset: lookup_wait never waits.
+  void set_poster(std::function<bool(std::function<void()>)> post) { post_ = std::move(post); }
   Decision registrar_save(const PolicyRequest& req) override;
   bool is_local_domain(std::string_view host) const override { return identity_.is_local_domain(host); }
   std::vector<std::string> domains() const override { return identity_.domains(); }
@@ -52,6 +56,7 @@ class RegistrarServices final : public PolicyServices {
   const LocalIdentity& identity_;
   bool proxy_foreign_;
   core::CidrSet trusted_ = core::CidrSet::loopback();
+  std::function<bool(std::function<void()>)> post_;
   std::shared_ptr<const AuthSetup> auth_setup_;
   std::unique_ptr<digest::Authenticator> auth_;
 };

@@ -129,6 +129,16 @@ class PolicyServices {
   virtual ~PolicyServices() = default;
   // The targets registered for an AOR (any SIP URI; it is canonicalised), best first.
   virtual std::vector<Target> lookup(std::string_view uri) = 0;
+  // A shared location backend (docs/cluster.md) may hold bindings this node's table does not:
+  // when it may, start reading `uri`'s AOR and return true; `done(ok)` then runs later on the
+  // worker's thread (ok: the table now holds what the store had, ask lookup(); false: the
+  // store did not answer within its timeout). False when there is nothing to wait for (a
+  // local backend, or the table holds the AOR): ask lookup() now.
+  virtual bool lookup_wait(std::string_view uri, std::function<void(bool ok)> done) {
+    (void)uri;
+    (void)done;
+    return false;
+  }
   // Process a REGISTER as registrar (RFC 3261 §10.3): the response to send.
   virtual Decision registrar_save(const PolicyRequest& req) = 0;
   // Is this host one of our domains?

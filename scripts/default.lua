@@ -101,9 +101,15 @@ function on_request(req)
     return req:relay()
   end
 
-  -- The user's registered contacts, best first.
-  local contacts = location.lookup(req.uri)
-  if contacts == nil or #contacts == 0 then
+  -- The user's registered contacts, best first. With the cluster backend (docs/cluster.md)
+  -- a user this node has not seen is read from Redis first (the request waits); when Redis
+  -- does not answer in time the lookup fails and the caller gets 500.
+  local contacts, err = location.lookup(req.uri)
+  if contacts == nil then
+    log.error("location: ", err)
+    return req:reply(500, "Location Service Unavailable")
+  end
+  if #contacts == 0 then
     return req:reply(404, "Not Found")
   end
 

@@ -205,8 +205,14 @@ const ApiEntry kApi[] = {
      "path = {string, ...}, source = {transport, ip, port}}` (`source`: where the binding came "
      "from, when the proxy must reach the UA through it) and can be passed to `req:relay()` or "
      "`req:redirect()` as it is (its `_target` field lets the proxy reuse the binding's exact "
-     "target: keep it when copying a contact). `nil, err` when `uri` is not a SIP URI.",
-     "local contacts = location.lookup(req.uri)\n"
+     "target: keep it when copying a contact). `nil, err` when `uri` is not a SIP URI. With the "
+     "cluster backend (`location.backend = \"redis\"`, docs/cluster.md) an address-of-record of "
+     "our domains that this node's table does not hold is read from Redis first: the request "
+     "**waits** without blocking the worker, then carries on with what Redis had; `nil, err` "
+     "when Redis did not answer within `location.redis.command_timeout_ms`. At the script's top "
+     "level it answers from the table alone.",
+     "local contacts, err = location.lookup(req.uri)\n"
+     "if not contacts then return req:reply(500, \"Location Service Unavailable\") end\n"
      "if #contacts == 0 then return req:reply(404) end\n"
      "return req:relay(contacts)",
      detail::location_lookup},

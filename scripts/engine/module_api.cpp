@@ -104,14 +104,46 @@ int location_lookup(lua_State* L) {
   std::string_view text = uri_arg(L, 1);
   if (text.empty()) return luaL_typeerror(L, 1, "URI string or uri");
   Fault f;
+  bool waits = false;
   {
     auto r = core::parse_uri(text);
     int len = static_cast<int>(std::min<size_t>(text.size(), 200));
-    if (!r) f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
-    else if (!r->is_sip()) f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
-    else if (!g->services) f.fail(false, "the location service is not available here");
-    else push_contacts(L, g, g->running, g->services->lookup(text));
+    const char* err = nullptr;
+    uint64_t id = 0;
+    if (!r) {
+      f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
+    } else if (!r->is_sip()) {
+      f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    } else if (!g->services) {
+      f.fail(false, "the location service is not available here");
+    } else if (g->policy && (id = begin_wait(L, &err)) != 0) {
+      // A shared backend (docs/cluster.md) may have to be asked first: the request waits,
+      // then carries on with what the table holds, or with nil, err when the store did not
+      // answer in time. The context outlives the wait (the policy drops the wait otherwise,
+      // and this completion then finds nothing to resume).
+      RequestContext* ctx = g->running;
+      LuaPolicy* policy = g->policy;
+      proxy::PolicyServices* services = g->services;
+      waits = services->lookup_wait(text, [=, uri = std::string(text)](bool ok) {
+        policy->resume(id, [&](lua_State* T) -> int {
+          if (ok) {
+            push_contacts(T, g, ctx, services->lookup(uri));
+            return 1;
+          }
+          lua_pushnil(T);
+          lua_pushliteral(T, "location: the shared store did not answer in time");
+          return 2;
+        });
+      });
+      if (!waits) {
+        g->running->waiting = false;  // nothing to wait for: answer from the table now
+        push_contacts(L, g, g->running, g->services->lookup(text));
+      }
+    } else {
+      push_contacts(L, g, g->running, g->services->lookup(text));
+    }
   }
+  if (waits) return lua_yield(L, 0);  // nothing with a destructor is alive in this frame
   if (!f.set()) return 1;
   lua_pushnil(L);
   lua_pushstring(L, f.text);

@@ -93,6 +93,15 @@ class FakeServices final : public proxy::PolicyServices {
   }
   std::vector<std::string> domains() const override { return domains_; }
   bool is_trusted(const core::Endpoint& source) const override { return trusted_.contains(source); }
+  // With `shared_store` set, an AOR without bindings here is "asked of the store": the wait
+  // is queued in `pending_lookups` for the test to complete.
+  bool lookup_wait(std::string_view uri, std::function<void(bool ok)> done) override {
+    if (!shared_store || bindings_.count(canonical(uri))) return false;
+    pending_lookups.push_back(std::move(done));
+    return true;
+  }
+  bool shared_store = false;
+  std::vector<std::function<void(bool ok)>> pending_lookups;
 
   std::vector<std::string> domains_ = {"example.com", "192.0.2.1"};
   // FakeRequest's default source (192.0.2.10) is trusted, so scripts see it as before
