@@ -49,6 +49,8 @@ class Connection final : public HandleOwner {
   int listener() const { return listener_; }
   const core::Endpoint& remote() const { return remote_; }
   core::Protocol protocol() const { return tls_ ? core::Protocol::Tls : core::Protocol::Tcp; }
+  // A TLS peer whose verified certificate proves `host` (RFC 5923 §5: it may be reached here).
+  bool peer_proves(std::string_view host) const { return tls_ && tls_->peer_proves(host); }
   State state() const { return state_; }
   bool usable() const { return state_ == State::Connecting || state_ == State::Open; }
   core::Peer peer() const;

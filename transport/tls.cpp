@@ -266,6 +266,15 @@ bool TlsSession::write(std::string_view plain) {
   return true;
 }
 
+bool TlsSession::peer_proves(std::string_view host) const {
+  if (!done_ || failed_ || !ssl_) return false;
+  X509* cert = SSL_get1_peer_certificate(ssl_);
+  if (!cert) return false;
+  bool ok = SSL_get_verify_result(ssl_) == X509_V_OK && certificate_matches(cert, host);
+  X509_free(cert);
+  return ok;
+}
+
 std::string TlsSession::peer_fingerprint() const {
   if (!ssl_) return {};
   X509* cert = SSL_get1_peer_certificate(ssl_);

@@ -82,6 +82,10 @@ class TlsSession {
   const std::string& error() const { return error_; }
   // The peer certificate's SHA-256 fingerprint as hex; "" when there is none.
   std::string peer_fingerprint() const;
+  // Whether the peer proved `host` (RFC 5922 rules, an IP literal against iPAddress SANs)
+  // with a certificate that verified against our CA bundle. A server only has one to check
+  // with config tls.verify_client (it asks clients for a certificate then).
+  bool peer_proves(std::string_view host) const;
 
  private:
   bool fail(std::string why);

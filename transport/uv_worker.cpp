@@ -402,6 +402,7 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
     deliver(in);
     return;
   }
+  if (from.protocol == core::Protocol::Tls && msg_.is_request()) note_alias(from);
   uint32_t n = workers();
   uint32_t owner = n > 1 ? owner_of(msg_, n) : id_;
   if (owner == id_) {
@@ -415,6 +416,27 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
     bump(c_.handoff_dropped);
     SB_LOG_RL(Warn, msg_.call_id(), "worker %u queue full: message dropped", owner);
   }
+}
+
+// RFC 5923 connection reuse: a TLS peer whose top Via offers ";alias" may be sent requests for
+// its sent-by over the connection it opened, instead of a new connection to a port it may
+// not even listen on. §5/§6: only when the peer's certificate, verified against our CA
+// bundle, proves the sent-by host (config tls.verify_client makes clients present one). A
+// sent-by that is a name is not aliased (the address it resolves to is not known here).
+void UvWorker::note_alias(const core::Peer& from) {
+  const core::Via& via = msg_.top_via();
+  if (!via.param("alias") || !from.connection.valid() || from.connection.worker != id_) return;
+  auto sent_by = core::Endpoint::parse(via.host, via.port ? via.port : 5061);
+  if (!sent_by || *sent_by == from.endpoint) return;
+  auto it = connections_.find(from.connection.id);
+  if (it == connections_.end() || !it->second->usable()) return;
+  StreamKey key{core::Protocol::Tls, *sent_by};
+  auto known = by_endpoint_.find(key);
+  if (known != by_endpoint_.end() && known->second == from.connection.id) return;
+  if (!it->second->peer_proves(via.host)) return;
+  by_endpoint_[key] = from.connection.id;
+  group_.streams.add(core::Protocol::Tls, *sent_by, from.connection);
+  aliases_[from.connection.id] = *sent_by;
 }
 
 void UvWorker::receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
@@ -655,6 +677,12 @@ void UvWorker::unregister(Connection& c) {
   group_.streams.remove(c.protocol(), c.remote(), core::ConnectionId{id_, c.id()});
   auto it = by_endpoint_.find(StreamKey{c.protocol(), c.remote()});
   if (it != by_endpoint_.end() && it->second == c.id()) by_endpoint_.erase(it);
+  if (auto a = aliases_.find(c.id()); a != aliases_.end()) {
+    auto alias = by_endpoint_.find(StreamKey{core::Protocol::Tls, a->second});
+    if (alias != by_endpoint_.end() && alias->second == c.id()) by_endpoint_.erase(alias);
+    group_.streams.remove(core::Protocol::Tls, a->second, core::ConnectionId{id_, c.id()});
+    aliases_.erase(a);
+  }
   drop(c_.connections_open);
 }
 

@@ -192,6 +192,7 @@ class UvWorker final : public Worker {
   // The receiving side: parse, then deliver here or hand to the owner.
   void receive(std::string_view bytes, const core::Peer& from, int listener);
   void deliver(Inbound& in);
+  void note_alias(const core::Peer& from);
   void deliver_frame_error(std::string_view bytes, const core::Peer& from, int listener,
                            const core::Error& e);
 
@@ -233,6 +234,7 @@ class UvWorker final : public Worker {
   std::vector<TcpServer*> servers_;     // per listener; nullptr for UDP listeners
   std::unordered_map<uint32_t, Connection*> connections_;
   std::unordered_map<StreamKey, uint32_t, StreamKeyHash> by_endpoint_;
+  std::unordered_map<uint32_t, core::Endpoint> aliases_;  // connection id → its RFC 5923 alias
   uint32_t last_connection_id_ = 0;
 
   core::Message msg_;  // reused: its header vector keeps its capacity

@@ -482,13 +482,113 @@ def test_config_errors_name_the_key(pki):
     p.tmp.cleanup()
 
 
+ALIAS_SCRIPT = """
+function on_request(req)
+  if req.uri.user == nil then return req:reply(200) end
+  return req:relay(req:header("X-Target"))
+end
+"""
+
+
+class FrameReader:
+    """SIP messages from a TLS socket, framed by Content-Length; what follows a message is kept."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def read(self, timeout=3.0, skip=()):
+        """The next message whose start line does not begin with one of `skip`, or None."""
+        deadline = time.time() + timeout
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                m = re.search(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", self.buf[:end + 2], re.I)
+                total = end + 4 + (int(m.group(1)) if m else 0)
+                if len(self.buf) >= total:
+                    msg, self.buf = self.buf[:total], self.buf[total:]
+                    if any(msg.startswith(p) for p in skip):
+                        continue
+                    return msg
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, ssl.SSLError, OSError):
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+
+
+def test_rfc5923_alias_reuses_the_peers_connection(pki):
+    # A UA connects over TLS with a certificate proving 127.0.0.1 and offers ";alias" in its
+    # Via (RFC 5923): a request the proxy then sends to that sent-by (a port where the UA does
+    # not even listen) travels over the UA's own connection, also when another worker sends
+    # it. Without a verified client certificate (tls.verify_client off) the alias is not taken.
+    for verify_client in (True, False):
+        p = tls_proxy(pki, script=ALIAS_SCRIPT)
+        p.config["tls"]["verify_client"] = verify_client
+        with p:
+            sent_by = sbtest.free_port()  # nothing listens there
+            ctx = client_context(pki.ca)
+            ctx.load_cert_chain(pki.ua_cert, pki.ua_key)
+            ua = ctx.wrap_socket(socket.create_connection(("127.0.0.1", p.tls_port), timeout=5),
+                                 server_hostname="localhost")
+            try:
+                opts = "\r\n".join([
+                    "OPTIONS sip:127.0.0.1:%d;transport=tls SIP/2.0" % p.tls_port,
+                    "Via: SIP/2.0/TLS 127.0.0.1:%d;alias;branch=%s" % (sent_by, sbtest.branch()),
+                    "Max-Forwards: 70", "From: <sip:ua@localhost>;tag=a1", "To: <sip:127.0.0.1>",
+                    "Call-ID: alias-%08x@test" % random.getrandbits(32), "CSeq: 1 OPTIONS",
+                    "Content-Length: 0", "", ""])
+                ua.sendall(opts.encode())
+                reader = FrameReader(ua)
+                r = reader.read()
+                check(r is not None and r.startswith(b"SIP/2.0 200"), "OPTIONS over TLS: %r" % r)
+                # Callers over UDP (each a new transaction, so both workers get to send).
+                results = []
+                for i in range(4):
+                    c = UdpClient()
+                    c.dest = ("127.0.0.1", p.port)
+                    c.send(sbtest.request("INVITE", "sip:ua@localhost", c, extra_headers=[
+                        "X-Target: sip:ua@127.0.0.1:%d;transport=tls" % sent_by]))
+                    # (The ACKs the proxy sends for the 486s are not what we wait for.)
+                    got = reader.read(timeout=2 if verify_client else 1, skip=(b"ACK ",))
+                    if verify_client:
+                        check(got is not None and got.startswith(b"INVITE sip:ua@127.0.0.1:%d" % sent_by),
+                              "call %d reached the UA over its own connection: %r\n%s" % (i, got, p.read_log()[-2000:]))
+                        # Busy, so the transaction ends.
+                        lines = got.decode().split("\r\n\r\n")[0].split("\r\n")
+                        keep = [l for l in lines[1:] if re.match(r"(?i)(via|from|to|call-id|cseq):", l)]
+                        ua.sendall(("SIP/2.0 486 Busy Here\r\n" + "\r\n".join(keep) +
+                                    "\r\nContent-Length: 0\r\n\r\n").encode())
+                        final = c.recv_response(timeout=3, skip_provisional=True)
+                        results.append(final.status if final else None)
+                    else:
+                        check(got is None, "without a verified client certificate no alias: %r" % got)
+                        final = c.recv_response(timeout=10, skip_provisional=True)
+                        results.append(final.status if final else None)
+                    c.close()
+                if verify_client:
+                    check(results == [486] * 4, "each caller got the UA's 486: %r" % results)
+                else:
+                    check(all(s is not None and s >= 500 for s in results),
+                          "the sent-by cannot be reached without the alias: %r" % results)
+            finally:
+                ua.close()
+
+
 if __name__ == "__main__":
     import tempfile
     with tempfile.TemporaryDirectory(prefix="sbtls-") as d:
         pki = Pki(d)
         tests = [test_options_register_and_call_over_tls, test_client_with_wrong_ca_is_refused,
                  test_outgoing_tls_verified_reused_and_sips_never_over_udp,
-                 test_certificate_reload_keeps_connection_serves_new_cert, test_config_errors_name_the_key]
+                 test_certificate_reload_keeps_connection_serves_new_cert, test_config_errors_name_the_key,
+                 test_rfc5923_alias_reuses_the_peers_connection]
 
         def bind(t):
             f = lambda: t(pki)  # noqa: E731
