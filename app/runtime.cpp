@@ -92,6 +92,15 @@ std::shared_ptr<const proxy::AuthSetup> auth_setup(const core::Config& cfg,
   s.realm = cfg.auth.realm;
   s.nonce_ttl_ms = int64_t(cfg.auth.nonce_ttl_s) * 1000;
   s.secret = cfg.auth.secret.empty() ? per_start_secret : cfg.auth.secret;
+  // One nonce-count table for all workers, kept while the secret stays (the nonces it tracks
+  // stay valid): called on the main thread only (start, reload, check).
+  static std::shared_ptr<proxy::digest::SharedNonceCounts> counts;
+  static std::string counts_secret;
+  if (!counts || counts_secret != s.secret) {
+    counts = std::make_shared<proxy::digest::SharedNonceCounts>(s.max_tracked_nonces);
+    counts_secret = s.secret;
+  }
+  setup->counts = counts;
   s.algorithms.clear();
   for (const auto& a : cfg.auth.algorithms)
     if (auto alg = proxy::digest::parse_algorithm(a)) s.algorithms.push_back(*alg);

@@ -236,14 +236,37 @@ std::optional<Credentials> find_credentials(const core::Message& m, std::string_
 
 // ---- Authenticator ----
 
-Authenticator::Authenticator(Settings settings, const core::Clock& clock)
-    : clock_(clock), s_(std::move(settings)), counts_(s_.max_tracked_nonces) {}
+SharedNonceCounts::SharedNonceCounts(size_t capacity) {
+  size_t per_shard = std::max<size_t>(1, (capacity + kShards - 1) / kShards);
+  for (size_t i = 0; i < kShards; ++i) shards_.push_back(std::make_unique<Shard>(per_shard));
+}
 
-void Authenticator::set_settings(Settings settings) {
-  bool keep = settings.secret == s_.secret && settings.worker == s_.worker &&
-              settings.max_tracked_nonces == s_.max_tracked_nonces;
+NonceCounts::Result SharedNonceCounts::use(std::string_view nonce, int64_t issued_ms, uint32_t nc) {
+  Shard& s = *shards_[std::hash<std::string_view>{}(nonce) % kShards];
+  std::lock_guard lock(s.mu);
+  return s.counts.use(nonce, issued_ms, nc);
+}
+
+size_t SharedNonceCounts::size() const {
+  size_t n = 0;
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    n += s->counts.size();
+  }
+  return n;
+}
+
+Authenticator::Authenticator(Settings settings, const core::Clock& clock,
+                             std::shared_ptr<SharedNonceCounts> counts)
+    : clock_(clock), s_(std::move(settings)), counts_(std::move(counts)) {
+  if (!counts_) counts_ = std::make_shared<SharedNonceCounts>(s_.max_tracked_nonces);
+}
+
+void Authenticator::set_settings(Settings settings, std::shared_ptr<SharedNonceCounts> counts) {
+  bool keep = settings.secret == s_.secret && settings.max_tracked_nonces == s_.max_tracked_nonces;
   s_ = std::move(settings);
-  if (!keep) counts_ = NonceCounts(s_.max_tracked_nonces);
+  if (counts) counts_ = std::move(counts);
+  else if (!keep) counts_ = std::make_shared<SharedNonceCounts>(s_.max_tracked_nonces);
 }
 
 std::string Authenticator::mac(std::string_view body, std::string_view realm) const {
@@ -318,7 +341,7 @@ Verdict Authenticator::verify(const core::Message& m, std::string_view realm,
 
   // The password was right: the nonce's age and origin only make it stale (RFC 7616 §3.3).
   if (now - parts->issued_ms > s_.nonce_ttl_ms) return fail(Outcome::Stale, "nonce expired", c);
-  switch (counts_.use(c.nonce, parts->issued_ms, uint32_t(*nc))) {
+  switch (counts_->use(c.nonce, parts->issued_ms, uint32_t(*nc))) {
     case NonceCounts::Result::Accepted: break;
     case NonceCounts::Result::Replayed:
       return fail(Outcome::Replayed, "replayed nonce-count", c);

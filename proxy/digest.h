@@ -4,17 +4,18 @@
 //
 // Nonces are stateless: "<wall ms hex>:<worker>:<salt hex>:<HMAC-SHA-256 over those, the realm
 // and the secret, hex, 128 bit>". Any worker can check that a nonce is ours and not expired
-// without shared state. Nonce-count replay protection needs state: each worker keeps the
-// highest nc seen per nonce in a bounded LRU (NonceCounts). Requests go to workers by their
-// Via branch (transport/owner.h), so a UA's retries land on any worker and a nonce must be
-// usable on all of them: the nc check is per worker, and a captured request replayed to
-// other workers within nonce_ttl_s passes once on each (docs/configuration.md "auth"). The
-// nonce names its worker only for logs. Making it exact needs the nc table owned by one
-// worker per nonce (hash of the nonce), an async cross-worker call: not done.
+// without shared state. Nonce-count replay protection needs state: the highest nc seen per
+// nonce, in a bounded LRU (NonceCounts). Requests go to workers by their Via branch
+// (transport/owner.h), so a UA's retries, and a captured request replayed, land on any
+// worker: the table is shared by the workers (SharedNonceCounts: shards, each a mutex held
+// for one map operation, and only for a request that carries credentials). The nonce names
+// its worker only for logs.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,7 +56,7 @@ struct Settings {
   int64_t nonce_ttl_ms = 300'000;
   std::string secret;                    // HMAC key of the nonces
   uint32_t worker = 0;                   // the worker issuing these nonces (written into them)
-  size_t max_tracked_nonces = 65536;     // nc table size (per worker)
+  size_t max_tracked_nonces = 65536;     // nc table size
 };
 
 // Highest nonce-count seen per nonce, bounded, least recently used evicted first. A nonce
@@ -80,6 +81,24 @@ class NonceCounts {
   std::list<Entry> lru_;  // front = most recently used
   std::unordered_map<std::string_view, std::list<Entry>::iterator> map_;
   int64_t evicted_up_to_ms_ = INT64_MIN;
+};
+
+// NonceCounts shared by every worker: 16 shards by nonce hash, each with its own mutex, so
+// two workers checking credentials rarely meet.
+class SharedNonceCounts {
+ public:
+  explicit SharedNonceCounts(size_t capacity);
+  NonceCounts::Result use(std::string_view nonce, int64_t issued_ms, uint32_t nc);
+  size_t size() const;
+
+ private:
+  static constexpr size_t kShards = 16;
+  struct Shard {
+    mutable std::mutex mu;
+    NonceCounts counts;
+    explicit Shard(size_t capacity) : counts(capacity) {}
+  };
+  std::vector<std::unique_ptr<Shard>> shards_;
 };
 
 // The credentials of one Authorization / Proxy-Authorization header (RFC 7616 §3.4).
@@ -121,12 +140,14 @@ using Ha1Lookup = std::function<std::optional<std::string>(std::string_view user
 std::optional<Credentials> find_credentials(const core::Message& m, std::string_view realm,
                                             std::string* error = nullptr);
 
-// Per worker (NonceCounts is state): issues challenges and checks credentials.
+// Per worker: issues challenges and checks credentials against the nc table it is given
+// (shared by the workers; one of its own when none is given).
 class Authenticator {
  public:
-  Authenticator(Settings settings, const core::Clock& clock);
-  // Reload: new settings; the nc table survives unless the secret changed.
-  void set_settings(Settings settings);
+  Authenticator(Settings settings, const core::Clock& clock,
+                std::shared_ptr<SharedNonceCounts> counts = nullptr);
+  // Reload: new settings and the table to use (null: keep ours unless the secret changed).
+  void set_settings(Settings settings, std::shared_ptr<SharedNonceCounts> counts = nullptr);
   const Settings& settings() const { return s_; }
 
   std::string make_nonce(std::string_view realm);
@@ -136,13 +157,13 @@ class Authenticator {
   std::vector<std::string> challenge(bool www, std::string_view realm, bool stale);
   Verdict verify(const core::Message& m, std::string_view realm, const Ha1Lookup& lookup);
 
-  size_t tracked_nonces() const { return counts_.size(); }
+  size_t tracked_nonces() const { return counts_->size(); }
 
  private:
   std::string mac(std::string_view body, std::string_view realm) const;
   const core::Clock& clock_;
   Settings s_;
-  NonceCounts counts_;
+  std::shared_ptr<SharedNonceCounts> counts_;
 };
 
 // REGISTER is answered by a registrar (401 / Authorization), everything else by a proxy

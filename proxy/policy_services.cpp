@@ -77,9 +77,9 @@ void RegistrarServices::set_auth(std::shared_ptr<const AuthSetup> setup, const c
   digest::Settings s = auth_setup_->settings;
   s.worker = worker;
   if (auth_)
-    auth_->set_settings(std::move(s));
+    auth_->set_settings(std::move(s), auth_setup_->counts);
   else
-    auth_ = std::make_unique<digest::Authenticator>(std::move(s), clock);
+    auth_ = std::make_unique<digest::Authenticator>(std::move(s), clock, auth_setup_->counts);
 }
 
 namespace {

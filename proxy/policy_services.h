@@ -19,6 +19,9 @@ namespace sb::proxy {
 struct AuthSetup {
   digest::Settings settings;
   std::shared_ptr<const UserStore> users;  // null: no users file (scripts give HA1 themselves)
+  // The nonce-count table every worker checks against (digest.h); kept across reloads that
+  // keep the secret. Null: each worker keeps one of its own (tests).
+  std::shared_ptr<digest::SharedNonceCounts> counts;
 };
 
 class RegistrarServices final : public PolicyServices {

@@ -228,7 +228,7 @@ TEST_CASE("digest: tampered nonce, other secret, other worker") {
   CHECK(f.verify(f.request("REGISTER", m, "secret")).outcome == Outcome::BadNonce);
 
   // Issued by worker 1, presented to worker 2 (same secret): accepted, since a UA's next
-  // transaction may land on any worker; nc is tracked per worker (digest.h).
+  // transaction may land on any worker (each has its own table here; the app shares one).
   Authenticator other_worker([&] { Settings s = f.settings(); s.worker = 2; return s; }(), f.clock);
   Ha1Lookup lookup = [](std::string_view u, std::string_view r, Algorithm a) -> std::optional<std::string> {
     return ha1(a, u, r, "secret");
@@ -254,6 +254,38 @@ TEST_CASE("digest: credentials of several realms, the one for ours is found") {
   CHECK(m.headers()[c->header_index].value.find("example.com") != std::string_view::npos);
   CHECK(find_credentials(m, "upstream.net")->username == "x");
   CHECK_FALSE(find_credentials(m, "nowhere.org"));
+}
+
+}  // namespace
+}  // namespace sb::proxy::digest
+
+namespace sb::proxy::digest {
+namespace {
+
+TEST_CASE("digest: workers sharing one nonce-count table refuse a replay on any of them") {
+  Fixture f;
+  auto shared = std::make_shared<SharedNonceCounts>(64);
+  auto worker = [&](uint32_t id) {
+    Settings s = f.settings();
+    s.worker = id;
+    return std::make_unique<Authenticator>(s, f.clock, shared);
+  };
+  auto w1 = worker(1), w2 = worker(2);
+  Ha1Lookup lookup = [](std::string_view u, std::string_view r, Algorithm a) -> std::optional<std::string> {
+    return ha1(a, u, r, "secret");
+  };
+  std::string n = f.nonce();
+  std::string first = f.request("REGISTER", n, "secret");
+  CHECK(w1->verify(f.parse(first), {}, lookup).ok());
+  // The same request replayed to the other worker (a new branch lands anywhere).
+  CHECK(w2->verify(f.parse(first), {}, lookup).outcome == Outcome::Replayed);
+  CHECK(w2->verify(f.parse(f.request("REGISTER", n, "secret", Algorithm::SHA256, "00000002")), {}, lookup).ok());
+  CHECK(w1->verify(f.parse(f.request("REGISTER", n, "secret", Algorithm::SHA256, "00000002")), {}, lookup).outcome ==
+        Outcome::Replayed);
+  CHECK(shared->size() == 1);
+  // A reload keeping the table keeps what it knows.
+  w1->set_settings(f.settings(), shared);
+  CHECK(w1->verify(f.parse(first), {}, lookup).outcome == Outcome::Replayed);
 }
 
 }  // namespace
