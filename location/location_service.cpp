@@ -303,36 +303,12 @@ core::Status LocationService::start() {
     size_t loaded = 0, dropped = 0;
     for (StoredBinding& row : rows) {
       max_id = std::max(max_id, row.id);
-      const Binding& b = row.binding;
-      const std::string path = join_path(b.path);
-      Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
-      if (b.expires_at <= now || row.aor.empty() || !fields_fit(f)) {
-        // Expired while we were down: gone from the table and from the store.
+      // Expired while we were down (or unusable): gone from the table and from the store.
+      if (row.binding.expires_at <= now || row.aor.empty() || !insert_loaded(row, true)) {
         st->erase(row.id);
         ++dropped;
         continue;
       }
-      Record* r = Record::make(f);
-      r->id = row.id;
-      r->q = b.q;
-      r->expires_at = b.expires_at;
-      r->received_at = b.received_at;
-      r->cseq = b.cseq;
-      r->reg_id = b.instance.empty() ? 0 : b.reg_id;
-      core::Peer src = b.source;
-      // The connection belonged to the previous process.
-      src.connection = {};
-      r->set_source(src);
-      Shard& s = shard_for(row.aor);
-      std::lock_guard lock(s.mu);
-      auto [it, inserted] = s.map.try_emplace(row.aor);
-      if (inserted) {
-        it->second.key = &it->first;
-        aors_.fetch_add(1, std::memory_order_relaxed);
-      }
-      insert_sorted(it->second, r);
-      s.wheel_link(r);
-      bindings_.fetch_add(1, std::memory_order_relaxed);
       ++loaded;
     }
     uint64_t want = max_id + 1;
@@ -408,7 +384,7 @@ void LocationService::commit_store(PreparedStore next) {
     if (fresh) it->second = !has(row.aor);
     if (!it->second) continue;
     row.id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    insert_loaded(row, now);
+    insert_loaded(row, false);
     ++merged;
   }
   // Swap with every shard locked, so no change is half in the old store and half in the new.
@@ -443,12 +419,11 @@ void LocationService::commit_store(PreparedStore next) {
   SB_INFO("location: store replaced: %zu bindings written, %zu taken from it", written, merged);
 }
 
-void LocationService::insert_loaded(StoredBinding& row, int64_t now) {
-  (void)now;
+bool LocationService::insert_loaded(const StoredBinding& row, bool previous_process) {
   const Binding& b = row.binding;
   const std::string path = join_path(b.path);
   Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
-  if (!fields_fit(f)) return;
+  if (!fields_fit(f)) return false;
   Record* r = Record::make(f);
   r->id = row.id;
   r->q = b.q;
@@ -456,7 +431,9 @@ void LocationService::insert_loaded(StoredBinding& row, int64_t now) {
   r->received_at = b.received_at;
   r->cseq = b.cseq;
   r->reg_id = b.instance.empty() ? 0 : b.reg_id;
-  r->set_source(b.source);
+  core::Peer src = b.source;
+  if (previous_process) src.connection = {};  // the connection was the previous process's
+  r->set_source(src);
   Shard& s = shard_for(row.aor);
   std::lock_guard lock(s.mu);
   auto [it, inserted] = s.map.try_emplace(row.aor);
@@ -467,6 +444,7 @@ void LocationService::insert_loaded(StoredBinding& row, int64_t now) {
   insert_sorted(it->second, r);
   s.wheel_link(r);
   bindings_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 StoreStats LocationService::store_stats() const {

@@ -140,7 +140,9 @@ class LocationService {
   const core::Clock& clock_;
   const Settings settings_;
   Store* store() const { return store_.load(std::memory_order_acquire); }
-  void insert_loaded(StoredBinding& row, int64_t now);  // a stored row the table lacks
+  // A stored row the table lacks, linked in; false when its fields do not fit. A row from a
+  // `previous_process` (start-up) loses its connection id.
+  bool insert_loaded(const StoredBinding& row, bool previous_process);
   // The current store. A replaced one is closed but kept until the service dies: a worker
   // may still be asking it shared() or fetch().
   std::atomic<Store*> store_{nullptr};
