@@ -99,6 +99,14 @@ void push_contacts(lua_State* L, GenerationState* g, RequestContext* ctx,
   }
 }
 
+// A sip: or sips: URI argument as parsed into `r`; else false with the fault (nil, err).
+static bool sip_uri_ok(std::string_view text, const core::Result<core::Uri>& r, Fault& f) {
+  int len = static_cast<int>(std::min<size_t>(text.size(), 200));
+  if (!r) f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
+  else if (!r->is_sip()) f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+  return r && r->is_sip();
+}
+
 int location_lookup(lua_State* L) {
   GenerationState* g = gen_of(L);
   std::string_view text = uri_arg(L, 1);
@@ -107,13 +115,10 @@ int location_lookup(lua_State* L) {
   bool waits = false;
   {
     auto r = core::parse_uri(text);
-    int len = static_cast<int>(std::min<size_t>(text.size(), 200));
     const char* err = nullptr;
     uint64_t id = 0;
-    if (!r) {
-      f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
-    } else if (!r->is_sip()) {
-      f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    if (!sip_uri_ok(text, r, f)) {
+      // f says why
     } else if (!g->services) {
       f.fail(false, "the location service is not available here");
     } else if (g->policy && (id = begin_wait(L, &err)) != 0) {
@@ -244,13 +249,10 @@ int dns_resolve(lua_State* L) {
   int pushed = -1;  // results pushed already; -1 = the request waits for the answer
   {
     auto r = core::parse_uri(text);
-    int len = static_cast<int>(std::min<size_t>(text.size(), 200));
     const char* err = nullptr;
     uint64_t id = 0;
-    if (!r) {
-      f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
-    } else if (!r->is_sip()) {
-      f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    if (!sip_uri_ok(text, r, f)) {
+      // f says why
     } else if (!g->resolver || !g->policy) {
       f.fail(false, "DNS is not available here");
     } else if ((id = begin_wait(L, &err)) == 0) {
