@@ -29,13 +29,12 @@ if ((${#missing[@]})); then
 fi
 
 # Release build of the proxy and the memory benchmark. -g keeps symbols for perf (it does
-# not change the code); -Wno-error=restrict: GCC 12 at -O3 reports a false -Wrestrict in
-# std::string code inlined into core/address.cpp, which -Werror would turn into a failure.
+# not change the code).
 BUILD=$ROOT/build-bench
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 if [[ ! -f $BUILD/CMakeCache.txt ]]; then
-	cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=-g -Wno-error=restrict"
+	cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=-g"
 fi
 targets=(switchboard)
 if cmake --build "$BUILD" --target help 2>/dev/null | grep -qE '(^|\.\.\. )bench_memory'; then
