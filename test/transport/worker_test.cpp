@@ -486,6 +486,33 @@ TEST_CASE("workers: send() opens a connection, then reuses it; a peer's request 
   CHECK(rig.rec.send_errors.empty());
 }
 
+TEST_CASE("workers: a send by address goes over the connection another worker accepted") {
+  // A UA over TCP puts its connection's local port in its Contact, where it accepts nothing:
+  // whichever worker sends to that address must use the UA's connection (stream_directory.h).
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Tcp)}, 2).ok());
+  Fd ua(tcp_connect(rig.endpoint(0)));
+  write_all(ua.fd, options("ua-hello", "z9hG4bKuah", "TCP"));
+  REQUIRE(rig.rec.wait([&] { return rig.rec.count_call("ua-hello") == 1; }));
+  (void)read_until(ua.fd, [](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(ua.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  core::Peer to;
+  to.protocol = core::Protocol::Tcp;
+  to.endpoint = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));  // no connection id
+  std::string m0 = options("from-w0", "z9hG4bKfw0", "TCP"), m1 = options("from-w1", "z9hG4bKfw1", "TCP");
+  REQUIRE(rig.group.worker(0).post([&](Worker& w) { w.send(to, m0, 1); }));
+  std::string got = read_until(ua.fd, [&](const std::string& s) { return s.find("from-w0") != std::string::npos; });
+  REQUIRE(rig.group.worker(1).post([&](Worker& w) { w.send(to, m1, 2); }));
+  got += read_until(ua.fd, [&](const std::string& s) { return s.find("from-w1") != std::string::npos; });
+  CHECK(got.find("from-w0") != std::string::npos);
+  CHECK(got.find("from-w1") != std::string::npos);
+  CHECK(rig.group.worker(0).stats().connections_opened == 0);
+  CHECK(rig.group.worker(1).stats().connections_opened == 0);
+  CHECK(rig.rec.send_errors.empty());
+}
+
 TEST_CASE("workers: with one worker nothing is handed off") {
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Udp), listener(core::Protocol::Tcp)}, 1).ok());
