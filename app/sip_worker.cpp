@@ -7,7 +7,6 @@
 #include "core/log.h"
 #include "core/response.h"
 #include "location/redis_store.h"
-#include "proxy/builtin_policy.h"
 
 namespace sb::app {
 
@@ -56,49 +55,63 @@ scripts::ScriptLimits script_limits_from(const core::Config& cfg) {
   return l;
 }
 
-// Measures the time spent in the routing policy per call (the synchronous part: a script
+// Measures the time spent in the routing script per call (the synchronous part: a script
 // that waits is measured up to its first wait) for the script time histogram.
 class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
  public:
-  explicit TimedPolicy(SipWorker& w) : w_(w) {}
-  proxy::RoutingPolicy* target = nullptr;
+  TimedPolicy(SipWorker& w, proxy::RoutingPolicy& target) : w_(w), target_(target) {}
   void on_request(proxy::PolicyRequest& req, proxy::DecisionFn done) override {
-    // Cluster read-through (docs/cluster.md): a script waits inside location.lookup
-    // (PolicyServices::lookup_wait); the built-in policy cannot wait, so for it a request for
-    // one of our users the table does not hold waits for Redis before the policy runs; the
-    // context stays alive meanwhile.
-    std::string aor;
-    if (w_.location_.shared() && relay_owned_flow(req, done)) return;
-    if (target != w_.lua_.get() && wants_fetch(req, aor)) {
-      auto pending = std::make_shared<proxy::DecisionFn>(std::move(done));
-      transport::Worker* tw = &w_.worker_;
-      proxy::PolicyRequest* r = &req;
-      bool waiting = w_.location_.fetch(aor, [this, tw, r, pending](bool ok) {
-        bool posted = tw->post([this, r, pending, ok](transport::Worker&) {
-          if (ok) {
-            run(*r, std::move(*pending));
-          } else {
-            SB_LOG_RL(Error, r->message().call_id(), "location: redis did not answer in time; 500");
-            (*pending)(proxy::Decision::reply(500, "Location Service Unavailable"));
-          }
-          w_.rearm();
-        });
-        // A saturated worker: the request is not answered (its client times out).
-        if (!posted) SB_LOG_RL(Warn, {}, "location: worker queue full; a request waiting on redis is dropped");
-      });
-      if (waiting) return;
-      done = std::move(*pending);
-    }
-    run(req, std::move(done));
-  }
-  void run(proxy::PolicyRequest& req, proxy::DecisionFn done) {
     auto t0 = std::chrono::steady_clock::now();
-    target->on_request(req, std::move(done));
+    target_.on_request(req, std::move(done));
     observe(t0);
   }
-  // Cluster (docs/cluster.md): another node routed this request to a flow we hold, with our
-  // URI and the AOR (sb-aor) in the first Route. We relay it over that flow whatever the
-  // script says (RFC 5626 §5.3); 430 Flow Failed when we hold no such flow any more.
+  void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
+    auto t0 = std::chrono::steady_clock::now();
+    target_.on_failure(req, best, std::move(done));
+    observe(t0);
+  }
+
+ private:
+  void observe(std::chrono::steady_clock::time_point t0) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    size_t i = 0;
+    while (i < kScriptBuckets.size() && s > kScriptBuckets[i]) ++i;
+    ++w_.script_buckets_[i];
+    w_.script_seconds_ += s;
+  }
+  SipWorker& w_;
+  proxy::RoutingPolicy& target_;
+};
+
+// Cluster routing around the script (docs/cluster.md), active with a shared location
+// backend: a request another node routed to a flow we hold is relayed over it whatever the
+// script says, and the failure of a flow held by another node becomes 480. (A lookup that
+// misses waits inside the script's location.lookup: PolicyServices::lookup_wait.)
+class SipWorker::ClusterPolicy final : public proxy::RoutingPolicy {
+ public:
+  ClusterPolicy(SipWorker& w, proxy::RoutingPolicy& target) : w_(w), target_(target) {}
+  void on_request(proxy::PolicyRequest& req, proxy::DecisionFn done) override {
+    if (w_.location_.shared() && relay_owned_flow(req, done)) return;
+    target_.on_request(req, std::move(done));
+  }
+  void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
+    if (w_.location_.shared() && (best.status == 430 || ((best.status == 408 || best.status == 503) &&
+                                                          only_via_owners(req)))) {
+      // RFC 5626 §5.3: a 430 Flow Failed from the node owning the flow is for us, not the
+      // caller, and so is the timeout or transport error of an owner that is gone: with no
+      // other flow left the answer is 480 (docs/cluster.md).
+      done = [inner = std::move(done)](proxy::Decision d) {
+        if (d.kind == proxy::Decision::Kind::None) d = proxy::Decision::reply(480, "Temporarily Unavailable");
+        inner(std::move(d));
+      };
+    }
+    target_.on_failure(req, best, std::move(done));
+  }
+
+ private:
+  // Another node routed this request to a flow we hold, with our URI and the AOR (sb-aor) in
+  // the first Route: relay it over that flow (RFC 5626 §5.3); 430 Flow Failed when we hold
+  // no such flow any more.
   bool relay_owned_flow(const proxy::PolicyRequest& req, proxy::DecisionFn& done) {
     const core::Message& m = req.message();
     std::optional<std::string> aor;
@@ -126,7 +139,7 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
     return true;
   }
   // Is every binding of the Request-URI's AOR a flow held by another node (reached through
-  // its owner, cluster.md)?
+  // its owner)?
   bool only_via_owners(const proxy::PolicyRequest& req) const {
     const core::Uri& u = req.message().ruri();
     if (!u.is_sip() || u.user.empty()) return false;
@@ -136,43 +149,8 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
       if (b.path.empty() || b.path.front().find(";sb-aor=") == std::string::npos) return false;
     return true;
   }
-  // A new request outside a dialog for a user of one of our domains whose AOR the table
-  // does not hold. (Only shared backends answer fetch(); the others never wait.)
-  bool wants_fetch(const proxy::PolicyRequest& req, std::string& aor) const {
-    if (!w_.location_.shared()) return false;
-    const core::Message& m = req.message();
-    if (m.method() == core::Method::Register || m.method() == core::Method::Ack || req.in_dialog())
-      return false;
-    const core::Uri& u = m.ruri();
-    if (!u.is_sip() || u.user.empty() || !w_.identity_.is_local_domain(u.host)) return false;
-    aor = core::canonical_aor(u);
-    return !w_.location_.has(aor);
-  }
-  void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
-    if (w_.location_.shared() && (best.status == 430 || ((best.status == 408 || best.status == 503) &&
-                                                          only_via_owners(req)))) {
-      // RFC 5626 §5.3: a 430 Flow Failed from the node owning the flow is for us, not the
-      // caller, and so is the timeout or transport error of an owner that is gone: with no
-      // other flow left the answer is 480 (docs/cluster.md).
-      done = [inner = std::move(done)](proxy::Decision d) {
-        if (d.kind == proxy::Decision::Kind::None) d = proxy::Decision::reply(480, "Temporarily Unavailable");
-        inner(std::move(d));
-      };
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    target->on_failure(req, best, std::move(done));
-    observe(t0);
-  }
-
- private:
-  void observe(std::chrono::steady_clock::time_point t0) {
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    size_t i = 0;
-    while (i < kScriptBuckets.size() && s > kScriptBuckets[i]) ++i;
-    ++w_.script_buckets_[i];
-    w_.script_seconds_ += s;
-  }
   SipWorker& w_;
+  proxy::RoutingPolicy& target_;
 };
 
 SipWorker::SipWorker(transport::Worker& worker, location::LocationService& location,
@@ -196,19 +174,15 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
   });
   // DNS answers arrive from the loop and start transactions: re-arm their timer after them.
   resolver_->set_after_answers([this] { rearm(); });
-  timed_ = std::make_unique<TimedPolicy>(*this);
-  if (gen_.script) {
-    lua_ = std::make_unique<scripts::LuaPolicy>(gen_.script, services_, resolver_.get());
-    timed_->target = lua_.get();
-  } else {
-    builtin_ = std::make_unique<proxy::BuiltinPolicy>(services_);
-    timed_->target = builtin_.get();
-  }
+  // The policy chain: cluster routing → timing → the script.
+  lua_ = std::make_unique<scripts::LuaPolicy>(gen_.script, services_, resolver_.get());
+  timed_ = std::make_unique<TimedPolicy>(*this, *lua_);
+  cluster_ = std::make_unique<ClusterPolicy>(*this, *timed_);
   const core::Config& cfg = *gen_.config;
   proxy::ProxySettings ps;
   ps.worker_id = worker.id();
   ps.timer_c_ms = cfg.timers.timer_c_ms;
-  core_ = std::make_unique<proxy::ProxyCore>(*this, identity_, *resolver_, *timed_, ps);
+  core_ = std::make_unique<proxy::ProxyCore>(*this, identity_, *resolver_, *cluster_, ps);
   layer_ = std::make_unique<proxy::TransactionLayer>(*this, *core_);
   core_->attach(*layer_);
   configure(cfg);
@@ -238,14 +212,7 @@ void SipWorker::apply(WorkerGeneration gen) {
   registrar_.set_settings(registrar_settings_from(cfg));
   services_.set_proxy_foreign_register(cfg.registrar.proxy_foreign_domain);
   services_.set_auth(gen.auth, clock_, worker_.id());
-  if (gen.script) {
-    if (lua_) {
-      lua_->publish(gen.script);
-    } else {
-      lua_ = std::make_unique<scripts::LuaPolicy>(gen.script, services_, resolver_.get());
-      timed_->target = lua_.get();
-    }
-  }
+  lua_->publish(gen.script);
   configure(cfg);
   gen_ = std::move(gen);
 }
@@ -257,7 +224,7 @@ WorkerReport SipWorker::report() const {
   r.txn = layer_->counters();
   r.proxy = core_->counters();
   r.sip = counters_;
-  if (lua_) r.script = lua_->counters();
+  r.script = lua_->counters();
   r.transport = worker_.stats();
   r.requests_by_method = by_method_;
   for (size_t c = 100; c < by_code_.size(); ++c)

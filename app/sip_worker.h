@@ -83,6 +83,7 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
 
  private:
   class TimedPolicy;
+  class ClusterPolicy;
   void configure(const core::Config& cfg);
   void refuse_unparseable(const transport::Inbound& in, const core::Error& err);
   void count(const core::Message& m);
@@ -96,9 +97,9 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   proxy::LocalIdentity identity_;      // replaced in place on reload (the core keeps a reference)
   proxy::Registrar registrar_;
   proxy::RegistrarServices services_;
-  std::unique_ptr<scripts::LuaPolicy> lua_;
-  std::unique_ptr<proxy::RoutingPolicy> builtin_;
+  std::unique_ptr<scripts::LuaPolicy> lua_;  // the script (every generation has one)
   std::unique_ptr<TimedPolicy> timed_;
+  std::unique_ptr<ClusterPolicy> cluster_;
   std::unique_ptr<proxy::Resolver> resolver_;
   std::unique_ptr<proxy::ProxyCore> core_;
   std::unique_ptr<proxy::TransactionLayer> layer_;
