@@ -430,12 +430,10 @@ void UvWorker::note_alias(const core::Peer& from) {
   if (!sent_by || *sent_by == from.endpoint) return;
   auto it = connections_.find(from.connection.id);
   if (it == connections_.end() || !it->second->usable()) return;
-  StreamKey key{core::Protocol::Tls, *sent_by};
-  auto known = by_endpoint_.find(key);
+  auto known = by_endpoint_.find(StreamKey{core::Protocol::Tls, *sent_by});
   if (known != by_endpoint_.end() && known->second == from.connection.id) return;
   if (!it->second->peer_proves(via.host)) return;
-  by_endpoint_[key] = from.connection.id;
-  group_.streams.add(core::Protocol::Tls, *sent_by, from.connection);
+  remember_stream(core::Protocol::Tls, *sent_by, from.connection.id);
   aliases_[from.connection.id] = *sent_by;
 }
 
@@ -626,28 +624,33 @@ uint32_t UvWorker::next_connection_id() {
 
 void UvWorker::add_connection(Connection* c) {
   connections_[c->id()] = c;
-  by_endpoint_[StreamKey{c->protocol(), c->remote()}] = c->id();
-  group_.streams.add(c->protocol(), c->remote(), core::ConnectionId{id_, c->id()});
+  remember_stream(c->protocol(), c->remote(), c->id());
   bump(c_.connections_open);
 }
 
+void UvWorker::remember_stream(core::Protocol protocol, const core::Endpoint& remote, uint32_t id) {
+  by_endpoint_[StreamKey{protocol, remote}] = id;
+  group_.streams.add(protocol, remote, core::ConnectionId{id_, id});
+}
+
+void UvWorker::forget_stream(core::Protocol protocol, const core::Endpoint& remote, uint32_t id) {
+  auto it = by_endpoint_.find(StreamKey{protocol, remote});
+  if (it != by_endpoint_.end() && it->second == id) by_endpoint_.erase(it);
+  group_.streams.remove(protocol, remote, core::ConnectionId{id_, id});
+}
+
 void UvWorker::on_incoming(TcpServer& s) {
-  std::shared_ptr<const TlsContext> tls;
-  if (listeners_[static_cast<size_t>(s.listener())].protocol == core::Protocol::Tls) {
-    tls = tls_;
-    if (!tls) {  // cannot happen with a validated config: a tls listener needs "tls"
-      SB_LOG_RL(Warn, {}, "tls listener %d without a TLS context: connection refused", s.listener());
-      bump(c_.connections_refused);
-    }
-  }
-  Connection* c = Connection::accept(*this, s.stream(), next_connection_id(), s.listener(), tls);
+  const bool tls_listener = listeners_[static_cast<size_t>(s.listener())].protocol == core::Protocol::Tls;
+  Connection* c = Connection::accept(*this, s.stream(), next_connection_id(), s.listener(),
+                                     tls_listener ? tls_ : nullptr);
   if (!c) return;
-  if (listeners_[static_cast<size_t>(s.listener())].protocol == core::Protocol::Tls && !tls) {
-    add_connection(c);
+  add_connection(c);
+  if (tls_listener && !tls_) {  // cannot happen with a validated config: a tls listener needs "tls"
+    bump(c_.connections_refused);
+    SB_LOG_RL(Warn, {}, "tls listener %d without a TLS context: connection refused", s.listener());
     c->close(false);
     return;
   }
-  add_connection(c);
   if (connections_.size() > limits().max_connections) {
     bump(c_.connections_refused);
     SB_LOG_RL(Warn, {}, "worker %u: connection limit %u reached, closing %s", id_,
@@ -674,13 +677,9 @@ void UvWorker::on_incoming(TcpServer& s) {
 void UvWorker::unregister(Connection& c) {
   if (connections_.erase(c.id()) == 0) return;
   sources_.connection_closed(c.id());
-  group_.streams.remove(c.protocol(), c.remote(), core::ConnectionId{id_, c.id()});
-  auto it = by_endpoint_.find(StreamKey{c.protocol(), c.remote()});
-  if (it != by_endpoint_.end() && it->second == c.id()) by_endpoint_.erase(it);
+  forget_stream(c.protocol(), c.remote(), c.id());
   if (auto a = aliases_.find(c.id()); a != aliases_.end()) {
-    auto alias = by_endpoint_.find(StreamKey{core::Protocol::Tls, a->second});
-    if (alias != by_endpoint_.end() && alias->second == c.id()) by_endpoint_.erase(alias);
-    group_.streams.remove(core::Protocol::Tls, a->second, core::ConnectionId{id_, c.id()});
+    forget_stream(core::Protocol::Tls, a->second, c.id());
     aliases_.erase(a);
   }
   drop(c_.connections_open);

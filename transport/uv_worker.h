@@ -203,6 +203,11 @@ class UvWorker final : public Worker {
   UdpSocket* pick_udp(int via_listener, const core::Endpoint& to) const;
   int pick_stream_listener(core::Protocol protocol, int via_listener, const core::Endpoint& to) const;
   void add_connection(Connection* c);
+  // Connection `id` of this worker is the way to `remote` over `protocol`: for this worker
+  // (by_endpoint_) and for the group (stream_directory.h). forget_stream undoes it when `id`
+  // still holds the entry.
+  void remember_stream(core::Protocol protocol, const core::Endpoint& remote, uint32_t id);
+  void forget_stream(core::Protocol protocol, const core::Endpoint& remote, uint32_t id);
   uint32_t next_connection_id();
 
   const uint32_t id_;
