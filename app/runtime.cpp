@@ -228,13 +228,16 @@ int Runtime::run() {
     scripts[i] = gen.value();
   }
   SB_INFO("script %s compiled", cfg.script.path.c_str());
-  std::vector<std::string> auth_errors;
-  auto auth = auth_setup(cfg, auth_errors);
-  if (!auth_errors.empty()) {
-    for (const auto& e : auth_errors) SB_ERROR("%s", e.c_str());
+  // The users file and the certificates, loaded as every reload and `check` load them.
+  std::vector<std::string> load_errors;
+  auto auth = auth_setup(cfg, load_errors);
+  auto tls = tls_context(cfg, load_errors);
+  if (!load_errors.empty()) {
+    for (const auto& e : load_errors) SB_ERROR("%s", e.c_str());
     location_->stop();
     return 1;
   }
+  group_.set_tls(std::move(tls));
 
   transport::Limits limits;
   limits.max_message_bytes = cfg.limits.max_message_bytes;
@@ -242,16 +245,6 @@ int Runtime::run() {
   limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;
   limits.max_connections = cfg.limits.max_connections;
   limits.tls_handshake_timeout_ms = cfg.limits.tls_handshake_timeout_ms;
-  {
-    std::vector<std::string> tls_errors;
-    auto tls = tls_context(cfg, tls_errors);
-    if (!tls_errors.empty()) {
-      for (const auto& e : tls_errors) SB_ERROR("%s", e.c_str());
-      location_->stop();
-      return 1;
-    }
-    group_.set_tls(std::move(tls));
-  }
 
   workers_.resize(n);
   auto st = group_.start(listener_specs(cfg), n, limits, [&](transport::Worker& w) {
