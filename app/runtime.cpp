@@ -57,6 +57,12 @@ transport::DnsSettings dns_settings(const core::Config& cfg) {
   return d;
 }
 
+// The table's key for an AOR the admin API names: canonical for a SIP URI, else as given.
+std::string aor_key(std::string_view aor) {
+  auto uri = core::parse_uri(aor);
+  return uri && uri->is_sip() ? core::canonical_aor(*uri) : std::string(aor);
+}
+
 // The stats label of WorkerReport::requests_by_method[i] (indexed by core::Method).
 std::string method_label(size_t i) {
   if (i == 0 || i > static_cast<size_t>(core::Method::Update)) return "other";
@@ -557,8 +563,7 @@ std::vector<LocationEntry> Runtime::location_list(std::string_view aor) {
   if (aor.empty()) {
     location_->for_each(add);
   } else {
-    auto uri = core::parse_uri(aor);
-    std::string key = uri && uri->is_sip() ? core::canonical_aor(*uri) : std::string(aor);
+    std::string key = aor_key(aor);
     for (const auto& b : location_->lookup(std::string_view(key))) add(key, b);
   }
   return out;
@@ -577,8 +582,7 @@ core::Status Runtime::location_add(std::string_view aor, std::string_view contac
 }
 
 size_t Runtime::location_remove(std::string_view aor, std::string_view contact) {
-  auto uri = core::parse_uri(aor);
-  std::string key = uri && uri->is_sip() ? core::canonical_aor(*uri) : std::string(aor);
+  std::string key = aor_key(aor);
   return contact.empty() ? location_->remove_all(key) : location_->remove(key, contact);
 }
 
