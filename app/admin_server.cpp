@@ -3,10 +3,8 @@
 #include <http_parser.h>
 
 #include <arpa/inet.h>
-#include <strings.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -16,6 +14,8 @@
 
 #include "app/metrics.h"
 #include "core/log.h"
+#include "core/text.h"
+#include "core/uri.h"
 
 namespace sb::app {
 
@@ -35,31 +35,6 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 std::string error_body(std::string_view msg) { return dump(json{{"error", msg}}); }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// %XX-decoding of one query component; '+' stays '+' (SIP URIs have no spaces but do have
-// '+' in telephone numbers). False on a bad escape.
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
-
 using Query = std::vector<std::pair<std::string, std::string>>;
 
 bool parse_query(std::string_view q, Query& out) {
@@ -69,9 +44,10 @@ bool parse_query(std::string_view q, Query& out) {
     q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
     if (part.empty()) continue;
     size_t eq = part.find('=');
+    // %XX-decoded; '+' stays '+' (SIP URIs have no spaces but do have '+' in telephone numbers).
     std::string k, v;
-    if (!percent_decode(part.substr(0, eq), k)) return false;
-    if (eq != std::string_view::npos && !percent_decode(part.substr(eq + 1), v)) return false;
+    if (!core::unescape(part.substr(0, eq), k)) return false;
+    if (eq != std::string_view::npos && !core::unescape(part.substr(eq + 1), v)) return false;
     out.emplace_back(std::move(k), std::move(v));
   }
   return true;
@@ -308,10 +284,7 @@ struct AdminServer::Connection {
 
   const std::string* header(std::string_view name) const {
     for (const auto& [k, v] : headers)
-      if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-          }))
-        return &v;
+      if (core::iequals(k, name)) return &v;
     return nullptr;
   }
 
@@ -557,9 +530,8 @@ struct AdminServer::Connection {
   void location_post() {
     // Only JSON: a form post (what a browser can send without asking) is not accepted.
     const std::string* ct = header("Content-Type");
-    std::string_view media = ct ? std::string_view(*ct).substr(0, ct->find(';')) : std::string_view{};
-    while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-    if (media.size() != 16 || strncasecmp(media.data(), "application/json", 16) != 0)
+    std::string_view media = ct ? core::trim(std::string_view(*ct).substr(0, ct->find(';'))) : std::string_view{};
+    if (!core::iequals(media, "application/json"))
       return respond_error(415, "Content-Type must be application/json");
     json j;
     try {

@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/text.h"
+
 namespace sb::app {
 
 using nlohmann::json;
@@ -79,9 +81,8 @@ bool parse_admin(std::string_view s, AdminAddress& out, std::string& err) {
     host = s.substr(0, colon);
     port = s.substr(colon + 1);
   }
-  bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string_view::npos;
-  if (host.empty() || !digits || std::atoi(std::string(port).c_str()) < 1 ||
-      std::atoi(std::string(port).c_str()) > 65535) {
+  auto port_num = core::parse_uint(port, 65535);
+  if (host.empty() || !port_num || *port_num == 0) {
     err = "bad admin address '" + std::string(s) + "' (expected HOST:PORT with a port from 1 to 65535)";
     return false;
   }
@@ -149,7 +150,7 @@ const http_parser_settings& response_settings() {
       auto* r = static_cast<ResponseParse*>(p->data);
       if (!r->in_value) {
         r->in_value = true;
-        r->is_content_type = strcasecmp(r->field.c_str(), "content-type") == 0;
+        r->is_content_type = core::iequals(r->field, "content-type");
       }
       if (r->is_content_type) r->answer->content_type.append(at, len);
       return 0;
@@ -261,7 +262,7 @@ bool http_call(const AdminAddress& addr, int timeout_s, std::string_view method,
     }
     size_t len = static_cast<size_t>(n);
     // n == 0: end of stream, which completes a body delimited by the connection's end.
-    size_t used = http_parser_execute(&parser, &response_settings(), n == 0 ? nullptr : buf, len);
+    http_parser_execute(&parser, &response_settings(), n == 0 ? nullptr : buf, len);
     auto e = HTTP_PARSER_ERRNO(&parser);
     if (e != HPE_OK && e != HPE_PAUSED) {
       err = std::string("malformed answer from ") + where + ": " + http_errno_description(e);
@@ -271,7 +272,6 @@ bool http_call(const AdminAddress& addr, int timeout_s, std::string_view method,
       err = "the admin API at " + where + " closed the connection before answering";
       return false;
     }
-    (void)used;
   }
   return true;
 }
@@ -391,11 +391,9 @@ bool parse_double01(const std::string& s, double& out) {
 }
 
 bool parse_u32(const std::string& s, uint32_t& out) {
-  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) return false;
-  uint64_t v = std::strtoull(s.c_str(), nullptr, 10);
-  if (v > UINT32_MAX) return false;
-  out = static_cast<uint32_t>(v);
-  return true;
+  auto v = core::parse_uint(s, UINT32_MAX);
+  if (v) out = static_cast<uint32_t>(*v);
+  return v.has_value();
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ std::string escape_help(std::string_view v) {
 class Writer {
  public:
   void family(std::string_view name, std::string_view type, std::string_view help) {
+    families_.emplace(name);
     out_.append("# HELP ").append(name).append(" ").append(escape_help(help)).append("\n");
     out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
   }
@@ -81,32 +82,18 @@ class Writer {
               uint64_t value) {
     sample(name, labels, std::string_view(std::to_string(value)));
   }
+  // Whether a family of this name was written already.
+  bool has_family(std::string_view name) const { return families_.find(name) != families_.end(); }
   std::string take() { return std::move(out_); }
 
  private:
   std::string out_;
+  std::set<std::string, std::less<>> families_;
 };
 
 std::string response_class(int code) {
   if (code >= 100 && code <= 699) return std::to_string(code / 100) + "xx";
   return "other";
-}
-
-// Names the fixed families use, so a generic counter cannot produce a duplicate family.
-const std::set<std::string, std::less<>>& fixed_names() {
-  static const std::set<std::string, std::less<>> names = {
-      "switchboard_build_info",          "switchboard_uptime_seconds",
-      "switchboard_workers",             "switchboard_healthy",
-      "switchboard_requests_total",      "switchboard_responses_total",
-      "switchboard_transactions_active", "switchboard_retransmissions_total",
-      "switchboard_retransmissions_absorbed_total", "switchboard_bindings",
-      "switchboard_aors",                "switchboard_reloads_total",
-      "switchboard_script_errors_total", "switchboard_script_duration_seconds",
-      "switchboard_parse_errors_total",  "switchboard_drops_total",
-      "switchboard_queue_depth",         "switchboard_worker_transactions",
-      "switchboard_refused_total",
-  };
-  return names;
 }
 
 }  // namespace
@@ -195,13 +182,12 @@ std::string prometheus_text(const StatsSnapshot& s) {
 
   // Generic counters: switchboard_<name>_total. A name that sanitises onto a fixed family or
   // onto an earlier counter is left out: a duplicate family makes the whole scrape invalid.
-  std::set<std::string, std::less<>> used;
   for (const auto& [raw, n] : s.counters) {
     std::string base = sanitize_metric_name(raw);
     if (base.empty()) continue;
     std::string name = "switchboard_" + base;
     if (name.size() < 6 || name.compare(name.size() - 6, 6, "_total") != 0) name += "_total";
-    if (fixed_names().count(name) || !used.insert(name).second) continue;
+    if (w.has_family(name)) continue;
     w.family(name, "counter", "Switchboard counter " + raw + ".");
     w.sample(name, {}, n);
   }
@@ -221,12 +207,10 @@ nlohmann::json stats_json(const StatsSnapshot& s) {
   j["reloads_failed"] = s.reloads_failed;
   j["bindings"] = s.bindings;
   j["aors"] = s.aors;
-  j["requests_by_method"] = json::object();
-  for (const auto& [k, v] : s.requests_by_method) j["requests_by_method"][k] = v;
+  j["requests_by_method"] = s.requests_by_method;  // a std::map with string keys: a JSON object, {} when empty
   j["responses_by_code"] = json::object();
   for (const auto& [k, v] : s.responses_by_code) j["responses_by_code"][std::to_string(k)] = v;
-  j["transactions_active"] = json::object();
-  for (const auto& [k, v] : s.transactions_active) j["transactions_active"][k] = v;
+  j["transactions_active"] = s.transactions_active;
   j["retransmissions"] = s.retransmissions;
   j["absorbed"] = s.absorbed;
   j["script_errors"] = s.script_errors;
@@ -236,14 +220,10 @@ nlohmann::json stats_json(const StatsSnapshot& s) {
   h["count"] = s.script_seconds.count;
   h["sum"] = std::isfinite(s.script_seconds.sum) ? json(s.script_seconds.sum) : json(nullptr);
   j["script_seconds"] = std::move(h);
-  j["parse_errors"] = json::object();
-  for (const auto& [k, v] : s.parse_errors) j["parse_errors"][k] = v;
-  j["drops"] = json::object();
-  for (const auto& [k, v] : s.drops) j["drops"][k] = v;
-  j["refused"] = json::object();
-  for (const auto& [k, v] : s.refused) j["refused"][k] = v;
-  j["counters"] = json::object();
-  for (const auto& [k, v] : s.counters) j["counters"][k] = v;
+  j["parse_errors"] = s.parse_errors;
+  j["drops"] = s.drops;
+  j["refused"] = s.refused;
+  j["counters"] = s.counters;
   j["per_worker"] = json::array();
   for (const auto& w : s.per_worker)
     j["per_worker"].push_back({{"id", w.id}, {"queue_depth", w.queue_depth}, {"transactions", w.transactions}});

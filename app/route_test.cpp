@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/message.h"
+#include "core/text.h"
 #include "location/location_service.h"
 #include "proxy/local_identity.h"
 #include "proxy/policy_services.h"
@@ -112,9 +113,9 @@ int route_test(const RouteTestOptions& opts) {
   core::Peer source;
   auto proto = core::protocol_from_name(opts.transport);
   size_t colon = opts.source.rfind(':');
-  auto ep = colon == std::string::npos ? std::nullopt
-                                       : core::Endpoint::parse(opts.source.substr(0, colon),
-                                                               static_cast<uint16_t>(std::atoi(opts.source.c_str() + colon + 1)));
+  auto port = colon == std::string::npos ? std::nullopt
+                                         : core::parse_uint(std::string_view(opts.source).substr(colon + 1), 65535);
+  auto ep = port ? core::Endpoint::parse(opts.source.substr(0, colon), static_cast<uint16_t>(*port)) : std::nullopt;
   if (!proto || !ep) {
     std::fprintf(stderr, "route-test: bad --source/--transport\n");
     return 2;

@@ -209,7 +209,8 @@ TEST_CASE("ctl usage and connection errors exit 2 with a clear message") {
         {"location", "add", "sip:a@x", "sip:a@1.2.3.4", "--q", "2"},
         {"location", "add", "sip:a@x", "sip:a@1.2.3.4", "--expires", "-5"}, {"location", "rm"},
         {"location", "move"}, {"stats", "--q", "0.5"}, {"--bogus", "stats"}, {"--admin", "nocolon", "stats"},
-        {"--admin", "::1:8080", "stats"}, {"--admin", "127.0.0.1:99999", "stats"}, {"--timeout", "0", "stats"}}) {
+        {"--admin", "::1:8080", "stats"}, {"--admin", "127.0.0.1:99999", "stats"},
+        {"--admin", "127.0.0.1:0", "stats"}, {"--timeout", "0", "stats"}}) {
     std::string joined;
     for (const auto& a : args) joined += a + " ";
     INFO(joined);

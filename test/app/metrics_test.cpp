@@ -315,7 +315,15 @@ TEST_CASE("stats_json mirrors the snapshot") {
   CHECK(j["per_worker"][0]["id"] == 0);
   CHECK(j["per_worker"][0]["queue_depth"] == 1);
   CHECK(j["per_worker"][0]["transactions"] == 2);
-  auto empty = stats_json(StatsSnapshot{});
-  CHECK(empty["requests_by_method"].is_object());
-  CHECK(empty["per_worker"].is_array());
+  StatsSnapshot refused;
+  refused.refused = {{"rate_limited", 7}};
+  CHECK(stats_json(refused)["refused"]["rate_limited"] == 7);
+  const auto empty = stats_json(StatsSnapshot{});
+  for (const char* key : {"requests_by_method", "responses_by_code", "transactions_active", "parse_errors", "drops",
+                          "refused", "counters"}) {
+    CAPTURE(key);
+    CHECK(empty.at(key).is_object());
+    CHECK(empty.at(key).empty());
+  }
+  CHECK(empty.at("per_worker").is_array());
 }

@@ -115,11 +115,13 @@ def test_reload_via_http_and_ctl():
         s = json.loads(out)
         check(rc == 0 and s["reloads_ok"] == 2 and s["reloads_failed"] == 2 and s["generation"] == 3, "stats: %s" % out[:300])
         rc, out, err = ctl(p, "location", "add", "sip:bob@localhost", "sip:bob@192.0.2.1:5060")
-        check(rc == 0, "ctl location add: %s %s" % (out, err))
+        check(rc == 0 and "added sip:bob@localhost" in out, "ctl location add: %s %s" % (out, err))
         rc, out, err = ctl(p, "location", "list")
         check(rc == 0 and "sip:bob@192.0.2.1:5060" in out, "ctl location list: %s" % out)
         rc, out, err = ctl(p, "location", "rm", "sip:bob@localhost")
-        check(rc == 0, "ctl location rm")
+        check(rc == 0 and "removed 1" in out, "ctl location rm: %d %s %s" % (rc, out, err))
+        rc, out, err = ctl(p, "location", "list", "sip:bob@localhost")
+        check(rc == 0 and "no bindings" in out, "ctl location list after rm: %s" % out)
 
 
 if __name__ == "__main__":

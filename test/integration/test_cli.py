@@ -52,6 +52,8 @@ def test_route_test_prints_decision():
                           "--binding", "sip:bob@localhost=sip:bob@192.0.2.7:5062")
         check(rc == 0 and "relay" in out and "sip:bob@192.0.2.7:5062" in out and "record-route" in out,
               "registered → relay to the contact: %s %s" % (out, err))
+        rc, out, err = sb("route-test", "-c", cfg, "--message", msg, "--source", "127.0.0.1:70000")
+        check(rc == 2 and "--source" in err, "port out of range refused: %d %s %s" % (rc, out, err))
         script = os.path.join(d, "err.lua")
         with open(script, "w") as f:
             f.write("function on_request(req)\n  local t = nil\n  return t.x\nend\n")
