@@ -681,13 +681,6 @@ void read_admin(Checker& c, const Json& v, const std::string& path, AdminConfig&
 
 // Realms go into quoted-strings of challenges (RFC 3261 §25.1): no quote, backslash or
 // control character, so they need no escaping.
-bool clean_realm(std::string_view s) {
-  if (s.empty()) return false;
-  for (char ch : s)
-    if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
-  return true;
-}
-
 void read_auth(Checker& c, const Json& v, const std::string& path, Draft& d) {
   AuthConfig& a = d.config.auth;
   a.enabled = true;
@@ -702,7 +695,7 @@ void read_auth(Checker& c, const Json& v, const std::string& path, Draft& d) {
            }},
           {"realm",
            [&](const Json& x, const std::string& p) {
-             if (x.is_string() && clean_realm(x.get_ref<const std::string&>()))
+             if (x.is_string() && !x.get_ref<const std::string&>().empty() && quotable(x.get_ref<const std::string&>()))
                a.realm = x.get<std::string>();
              else
                c.fail(p, "expected a non-empty string without quotes, backslashes or control "

@@ -92,6 +92,14 @@ inline std::string_view slice(std::string_view s, size_t pos,
   return std::string_view(s.data() + pos, len < rest ? len : rest);
 }
 
+// Text a quoted-string carries as is (a realm or user name in a digest challenge): no quote,
+// backslash or control character. The empty string passes.
+inline bool quotable(std::string_view s) {
+  for (char c : s)
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
 // Trim LWS (including folded line ends) on both sides.
 inline std::string_view trim(std::string_view s) {
   size_t b = 0, e = s.size();

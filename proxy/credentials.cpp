@@ -22,13 +22,8 @@ std::string shown(const Json& v) {
   return s;
 }
 
-// Realm and user names go into quoted-strings of our challenges: no quote, backslash or
-// control character.
-bool clean_quoted(std::string_view s) {
-  for (char c : s)
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
-  return !s.empty();
-}
+// Realm and user names go into quoted-strings of our challenges.
+bool clean_quoted(std::string_view s) { return !s.empty() && core::quotable(s); }
 
 }  // namespace
 

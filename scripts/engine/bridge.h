@@ -116,6 +116,8 @@ struct Fault {
 
 // After the C++ scope: raise, push nil + message, or push true.
 int conclude(lua_State* L, const Fault& f);
+// The same for a function that pushed its `pushed` results already when no fault is set.
+int conclude(lua_State* L, const Fault& f, int pushed);
 
 // "FILE:LINE" of the innermost Lua function on L's stack at or above `level`.
 void where(lua_State* L, int level, char* buf, size_t n);

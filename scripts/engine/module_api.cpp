@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/message.h"
 #include "core/method.h"
+#include "core/text.h"
 #include "scripts/engine/async.h"
 #include "scripts/engine/bridge.h"
 
@@ -149,10 +150,7 @@ int location_lookup(lua_State* L) {
     }
   }
   if (waits) return lua_yield(L, 0);  // nothing with a destructor is alive in this frame
-  if (!f.set()) return 1;
-  lua_pushnil(L);
-  lua_pushstring(L, f.text);
-  return 2;
+  return conclude(L, f, 1);
 }
 
 int registrar_save(lua_State* L) {
@@ -277,26 +275,13 @@ int dns_resolve(lua_State* L) {
       }
     }
   }
-  if (f.set()) {
-    if (f.raise) return luaL_error(L, "%s", f.text);
-    lua_pushnil(L);
-    lua_pushstring(L, f.text);
-    return 2;
-  }
-  if (pushed >= 0) return pushed;
-  return lua_yield(L, 0);  // nothing with a destructor is alive in this frame
+  if (!f.set() && pushed < 0) return lua_yield(L, 0);  // nothing with a destructor is alive here
+  return conclude(L, f, pushed);
 }
 
 // ---- auth: digest authentication (RFC 3261 §22, RFC 7616/8760) ----
 
 namespace {
-
-// A realm goes into a quoted-string of the challenge: no quote, backslash or control char.
-bool clean_realm(std::string_view s) {
-  for (char c : s)
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
-  return true;
-}
 
 // The optional realm argument at `idx` (nil or absent = the configured realm).
 std::string_view realm_arg(lua_State* L, int idx) {
@@ -334,7 +319,7 @@ int auth_verify(lua_State* L) {
       }
     }
     if (f.set()) {
-    } else if (!clean_realm(realm)) {
+    } else if (!core::quotable(realm)) {
       f.fail(true, "bad argument #2 to 'verify' (a realm without quotes, backslashes or control characters expected)");
     } else if (!ctx->g->services) {
       f.fail(false, "authentication is not available here");
@@ -350,13 +335,7 @@ int auth_verify(lua_State* L) {
       }
     }
   }
-  if (f.set()) {
-    if (f.raise) return luaL_error(L, "%s", f.text);
-    lua_pushnil(L);
-    lua_pushstring(L, f.text);
-    return 2;
-  }
-  return pushed;
+  return conclude(L, f, pushed);
 }
 
 int auth_challenge(lua_State* L) {
@@ -364,7 +343,7 @@ int auth_challenge(lua_State* L) {
   std::string_view realm = realm_arg(L, 2);
   Fault f;
   {
-    if (!clean_realm(realm)) {
+    if (!core::quotable(realm)) {
       f.fail(true, "bad argument #2 to 'challenge' (a realm without quotes, backslashes or control characters expected)");
     } else if (!ctx->g->services) {
       f.fail(false, "authentication is not available here");
@@ -383,7 +362,7 @@ int auth_username(lua_State* L) {
   Fault f;
   int pushed = 0;
   {
-    if (!clean_realm(realm)) {
+    if (!core::quotable(realm)) {
       f.fail(true, "bad argument #2 to 'username' (a realm without quotes, backslashes or control characters expected)");
     } else if (!ctx->g->services || !ctx->g->services->auth_enabled()) {
       f.fail(false, "authentication is not configured (config auth)");
@@ -394,13 +373,7 @@ int auth_username(lua_State* L) {
       f.fail(false, "no credentials");
     }
   }
-  if (f.set()) {
-    if (f.raise) return luaL_error(L, "%s", f.text);
-    lua_pushnil(L);
-    lua_pushstring(L, f.text);
-    return 2;
-  }
-  return pushed;
+  return conclude(L, f, pushed);
 }
 
 }  // namespace sb::scripts::detail

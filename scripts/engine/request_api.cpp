@@ -485,6 +485,11 @@ int conclude(lua_State* L, const Fault& f) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  return conclude(L, f, 0);
+}
+
+int conclude(lua_State* L, const Fault& f, int pushed) {
+  if (!f.set()) return pushed;
   if (f.raise) return luaL_error(L, "%s", f.text);
   lua_pushnil(L);
   lua_pushstring(L, f.text);
