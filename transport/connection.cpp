@@ -374,16 +374,14 @@ void Connection::send_pong() {
 }
 
 void Connection::on_data(std::string_view data) {
+  // A TLS connection reads from the moment TCP is up: the handshake comes first.
+  if (state_ != State::Open && !(tls_ && state_ == State::Connecting && tcp_up_)) return;
+  touch();
+  bump(w_.counters().bytes_in, data.size());
   if (tls_) {
-    if (state_ != State::Open && !(state_ == State::Connecting && tcp_up_)) return;
-    touch();
-    bump(w_.counters().bytes_in, data.size());
     on_tls_data(data);
     return;
   }
-  if (state_ != State::Open) return;
-  touch();
-  bump(w_.counters().bytes_in, data.size());
   reader_.feed(data, [this](const core::Frame& f, std::string_view bytes) {
     return on_frame(f, bytes);
   });

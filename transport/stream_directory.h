@@ -21,6 +21,20 @@
 
 namespace sb::transport::detail {
 
+// A stream peer: the transport and the far end's address.
+struct StreamKey {
+  core::Protocol protocol;
+  core::Endpoint endpoint;
+  bool operator==(const StreamKey& o) const {
+    return protocol == o.protocol && endpoint == o.endpoint;
+  }
+};
+struct StreamKeyHash {
+  size_t operator()(const StreamKey& k) const {
+    return k.endpoint.hash() ^ static_cast<size_t>(k.protocol);
+  }
+};
+
 class StreamDirectory {
  public:
   void add(core::Protocol protocol, const core::Endpoint& remote, core::ConnectionId id) {
@@ -32,8 +46,7 @@ class StreamDirectory {
   void remove(core::Protocol protocol, const core::Endpoint& remote, core::ConnectionId id) {
     std::lock_guard lock(mu_);
     auto it = map_.find(Key{protocol, remote});
-    if (it != map_.end() && it->second.worker == id.worker && it->second.id == id.id)
-      map_.erase(it);
+    if (it != map_.end() && it->second == id) map_.erase(it);
   }
   std::optional<core::ConnectionId> find(core::Protocol protocol,
                                          const core::Endpoint& remote) const {
@@ -44,18 +57,9 @@ class StreamDirectory {
   }
 
  private:
-  struct Key {
-    core::Protocol protocol;
-    core::Endpoint endpoint;
-    bool operator==(const Key& o) const { return protocol == o.protocol && endpoint == o.endpoint; }
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const {
-      return k.endpoint.hash() ^ static_cast<size_t>(k.protocol);
-    }
-  };
+  using Key = StreamKey;
   mutable std::mutex mu_;
-  std::unordered_map<Key, core::ConnectionId, KeyHash> map_;
+  std::unordered_map<Key, core::ConnectionId, StreamKeyHash> map_;
 };
 
 }  // namespace sb::transport::detail

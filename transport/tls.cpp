@@ -1,12 +1,10 @@
 #include "transport/tls.h"
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include <cstdio>
 #include <unordered_map>
 
 #include "core/address.h"
@@ -37,6 +35,7 @@ std::string_view asn1_text(const ASN1_STRING* s) {
   return v;
 }
 
+// "192.0.2.1", "::1" or "[::1]".
 bool is_ip_literal(std::string_view host) {
   return core::Endpoint::parse(host, 0).has_value();
 }
@@ -268,29 +267,14 @@ bool TlsSession::write(std::string_view plain) {
 
 bool TlsSession::peer_proves(std::string_view host) const {
   if (!done_ || failed_ || !ssl_) return false;
+  if (proof_.checked && proof_.host == host) return proof_.ok;
   X509* cert = SSL_get1_peer_certificate(ssl_);
-  if (!cert) return false;
-  bool ok = SSL_get_verify_result(ssl_) == X509_V_OK && certificate_matches(cert, host);
+  bool ok = cert && SSL_get_verify_result(ssl_) == X509_V_OK && certificate_matches(cert, host);
   X509_free(cert);
+  proof_.checked = true;
+  proof_.ok = ok;
+  proof_.host.assign(host);
   return ok;
-}
-
-std::string TlsSession::peer_fingerprint() const {
-  if (!ssl_) return {};
-  X509* cert = SSL_get1_peer_certificate(ssl_);
-  if (!cert) return {};
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  std::string hex;
-  if (X509_digest(cert, EVP_sha256(), md, &len) == 1) {
-    char b[3];
-    for (unsigned i = 0; i < len; ++i) {
-      std::snprintf(b, sizeof b, "%02x", md[i]);
-      hex += b;
-    }
-  }
-  X509_free(cert);
-  return hex;
 }
 
 // ---- RFC 5922 names ----
@@ -352,7 +336,7 @@ thread_local std::unordered_map<core::Endpoint, std::string, EndpointHash> t_pee
 }  // namespace
 
 void note_tls_peer_name(const core::Endpoint& server, std::string_view domain) {
-  if (domain.empty() || is_ip_literal(strip_brackets(domain))) return;
+  if (domain.empty() || is_ip_literal(domain)) return;
   // Bounded: resolutions are far fewer than messages; starting over loses only hints.
   if (t_peer_names.size() >= kMaxNotedNames && !t_peer_names.count(server)) t_peer_names.clear();
   t_peer_names[server] = std::string(domain);

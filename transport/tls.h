@@ -80,11 +80,10 @@ class TlsSession {
   bool failed() const { return failed_; }
   bool closed_by_peer() const { return peer_closed_; }
   const std::string& error() const { return error_; }
-  // The peer certificate's SHA-256 fingerprint as hex; "" when there is none.
-  std::string peer_fingerprint() const;
   // Whether the peer proved `host` (RFC 5922 rules, an IP literal against iPAddress SANs)
   // with a certificate that verified against our CA bundle. A server only has one to check
-  // with config tls.verify_client (it asks clients for a certificate then).
+  // with config tls.verify_client (it asks clients for a certificate then). The answer for
+  // the last host asked is kept: a peer offering RFC 5923 ;alias asks on every request.
   bool peer_proves(std::string_view host) const;
 
  private:
@@ -103,6 +102,14 @@ class TlsSession {
   bool done_ = false;
   bool failed_ = false;
   bool peer_closed_ = false;
+  // peer_proves(): the certificate cannot change once the handshake is done (no
+  // renegotiation), so the last answer stands.
+  struct Proof {
+    bool checked = false;
+    bool ok = false;
+    std::string host;
+  };
+  mutable Proof proof_;
 };
 
 // RFC 5922 §7.1: does a certificate with these identities match SIP domain `domain`?

@@ -165,18 +165,6 @@ class UvWorker final : public Worker {
   static constexpr size_t kUdpBufferSize = 20 * 64 * 1024;
   static constexpr size_t kStreamBufferSize = 64 * 1024;
 
-  struct StreamKey {
-    core::Protocol protocol;
-    core::Endpoint endpoint;
-    bool operator==(const StreamKey& o) const {
-      return protocol == o.protocol && endpoint == o.endpoint;
-    }
-  };
-  struct StreamKeyHash {
-    size_t operator()(const StreamKey& k) const {
-      return k.endpoint.hash() ^ static_cast<size_t>(k.protocol);
-    }
-  };
 
   static void on_async(uv_async_t* h);
   void drain_inbox();
