@@ -243,6 +243,25 @@ bool fields_fit(const Fields& f) {
   return true;
 }
 
+// A stored or shared binding as a Record under `id`; null when its fields do not fit. Without
+// `keep_connection` the connection id is dropped (it was the previous process's).
+Record* record_of(const Binding& b, uint64_t id, bool keep_connection) {
+  const std::string path = join_path(b.path);
+  const Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
+  if (!fields_fit(f)) return nullptr;
+  Record* r = Record::make(f);
+  r->id = id;
+  r->q = b.q;
+  r->expires_at = b.expires_at;
+  r->received_at = b.received_at;
+  r->cseq = b.cseq;
+  r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+  core::Peer src = b.source;
+  if (!keep_connection) src.connection = {};
+  r->set_source(src);
+  return r;
+}
+
 }  // namespace
 
 LocationService::LocationService(const core::Clock& clock, Settings settings,
@@ -292,9 +311,7 @@ void LocationService::release(Shard& s, Record* r, bool erase_stored, bool expir
 core::Status LocationService::start() {
   if (started_) return {};
   if (Store* st = store(); st && !store_opened_) {
-    RemoteSink sink;
-    sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
-    st->set_remote_sink(std::move(sink));
+    st->set_remote_sink(remote_sink());
     std::vector<StoredBinding> rows;
     if (auto opened = st->open(rows); !opened) return opened;
     store_opened_ = true;
@@ -351,12 +368,16 @@ void LocationService::sweeper() {
   }
 }
 
+RemoteSink LocationService::remote_sink() {
+  RemoteSink sink;
+  sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
+  return sink;
+}
+
 core::Result<LocationService::PreparedStore> LocationService::prepare_store(std::unique_ptr<Store> next) {
   PreparedStore p;
   if (next) {
-    RemoteSink sink;
-    sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
-    next->set_remote_sink(std::move(sink));
+    next->set_remote_sink(remote_sink());
     if (auto opened = next->open(p.rows); !opened) return opened.error();
   }
   p.store = std::move(next);
@@ -420,20 +441,8 @@ void LocationService::commit_store(PreparedStore next) {
 }
 
 bool LocationService::insert_loaded(const StoredBinding& row, bool previous_process) {
-  const Binding& b = row.binding;
-  const std::string path = join_path(b.path);
-  Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
-  if (!fields_fit(f)) return false;
-  Record* r = Record::make(f);
-  r->id = row.id;
-  r->q = b.q;
-  r->expires_at = b.expires_at;
-  r->received_at = b.received_at;
-  r->cseq = b.cseq;
-  r->reg_id = b.instance.empty() ? 0 : b.reg_id;
-  core::Peer src = b.source;
-  if (previous_process) src.connection = {};  // the connection was the previous process's
-  r->set_source(src);
+  Record* r = record_of(row.binding, row.id, !previous_process);
+  if (!r) return false;
   Shard& s = shard_for(row.aor);
   std::lock_guard lock(s.mu);
   auto [it, inserted] = s.map.try_emplace(row.aor);
@@ -768,10 +777,13 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
 void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bindings) {
   if (aor.empty()) return;
   const int64_t now = clock_.wall_ms();
-  std::erase_if(bindings, [&](const Binding& b) {
-    const std::string path = join_path(b.path);
-    return b.expires_at <= now || !fields_fit({b.contact, b.params, b.call_id, b.instance, b.user_agent, path});
-  });
+  // Built before the lock; expired and unusable bindings are skipped.
+  std::vector<Record*> records;
+  records.reserve(bindings.size());
+  for (const Binding& b : bindings)
+    if (b.expires_at > now)
+      if (Record* r = record_of(b, next_id_.fetch_add(1, std::memory_order_relaxed), true))
+        records.push_back(r);
   Shard& s = shard_for(aor);
   std::lock_guard lock(s.mu);
   auto it = s.map.find(aor);
@@ -785,7 +797,7 @@ void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bi
     it->second.head = nullptr;
     it->second.count = 0;
   }
-  if (bindings.empty()) {
+  if (records.empty()) {
     if (it != s.map.end()) {
       s.map.erase(it);
       aors_.fetch_sub(1, std::memory_order_relaxed);
@@ -797,16 +809,7 @@ void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bi
     it->second.key = &it->first;
     aors_.fetch_add(1, std::memory_order_relaxed);
   }
-  for (const Binding& b : bindings) {
-    const std::string path = join_path(b.path);
-    Record* r = Record::make({b.contact, b.params, b.call_id, b.instance, b.user_agent, path});
-    r->id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    r->q = b.q;
-    r->expires_at = b.expires_at;
-    r->received_at = b.received_at;
-    r->cseq = b.cseq;
-    r->reg_id = b.instance.empty() ? 0 : b.reg_id;
-    r->set_source(b.source);
+  for (Record* r : records) {
     insert_sorted(it->second, r);
     s.wheel_link(r);
     bindings_.fetch_add(1, std::memory_order_relaxed);
@@ -817,16 +820,6 @@ bool LocationService::has(std::string_view aor) const {
   Shard& s = shard_for(aor);
   std::lock_guard lock(s.mu);
   return s.map.find(aor) != s.map.end();
-}
-
-std::vector<std::string> LocationService::aors() const {
-  std::vector<std::string> out;
-  for (uint32_t i = 0; i < settings_.shards; ++i) {
-    Shard& s = shards_[i];
-    std::lock_guard lock(s.mu);
-    for (const auto& [key, entry] : s.map) out.push_back(key);
-  }
-  return out;
 }
 
 void LocationService::for_each(

@@ -117,8 +117,6 @@ class LocationService {
   };
   core::Result<PreparedStore> prepare_store(std::unique_ptr<Store> next);
   void commit_store(PreparedStore next);
-  // Every AOR held (expired ones included until swept).
-  std::vector<std::string> aors() const;
 
   // Remove what expired by `now_ms` (wall ms). Returns how many bindings went.
   size_t sweep(int64_t now_ms);
@@ -143,6 +141,8 @@ class LocationService {
   // A stored row the table lacks, linked in; false when its fields do not fit. A row from a
   // `previous_process` (start-up) loses its connection id.
   bool insert_loaded(const StoredBinding& row, bool previous_process);
+  // Other nodes' changes, from a shared store's threads, into apply_remote().
+  RemoteSink remote_sink();
   // The current store. A replaced one is closed but kept until the service dies: a worker
   // may still be asking it shared() or fetch().
   std::atomic<Store*> store_{nullptr};

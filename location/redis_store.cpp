@@ -89,6 +89,16 @@ bool split_host_port(std::string_view s, std::string& host, int& port) {
   return true;
 }
 
+// An HGETALL reply (field, value, ...) of `aor`'s hash: its bindings, undecodable ones skipped.
+std::vector<Binding> decode_hash(const redisReply* r, std::string_view self, std::string_view aor) {
+  std::vector<Binding> out;
+  if (r->type == REDIS_REPLY_ARRAY)
+    for (size_t i = 1; i < r->elements; i += 2)
+      if (auto b = redis_decode({r->element[i]->str, r->element[i]->len}, self, nullptr, aor))
+        out.push_back(std::move(*b));
+  return out;
+}
+
 timeval tv_of(uint32_t ms) {
   timeval tv{};
   tv.tv_sec = ms / 1000;
@@ -119,17 +129,10 @@ std::string owner_route(std::string_view owner_uri, std::string_view aor) {
 
 std::optional<std::string> owner_route_aor(std::string_view hex) {
   if (hex.empty() || hex.size() % 2 != 0 || hex.size() > 2048) return std::nullopt;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   std::string out;
   for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
+    if (!core::is_hex(hex[i]) || !core::is_hex(hex[i + 1])) return std::nullopt;
+    out += static_cast<char>(core::hex_value(hex[i]) * 16 + core::hex_value(hex[i + 1]));
   }
   return out;
 }
@@ -248,10 +251,7 @@ bool RedisStore::read_aor(redisContext* c, const std::string& aor, std::vector<B
   std::string key = key_prefix_ + aor;
   auto* r = static_cast<redisReply*>(redisCommand(c, "HGETALL %b", key.data(), key.size()));
   if (!r) return false;
-  if (r->type == REDIS_REPLY_ARRAY)
-    for (size_t i = 1; i < r->elements; i += 2)
-      if (auto b = redis_decode({r->element[i]->str, r->element[i]->len}, settings_.node_id, nullptr, aor))
-        out.push_back(std::move(*b));
+  out = decode_hash(r, settings_.node_id, aor);
   freeReplyObject(r);
   return true;
 }
@@ -278,12 +278,8 @@ bool RedisStore::load_all(redisContext* c, std::vector<std::pair<std::string, st
       void* v = nullptr;
       if (redisGetReply(c, &v) != REDIS_OK) return false;
       auto* h = static_cast<redisReply*>(v);
-      std::vector<Binding> bindings;
       std::string aor = k.substr(key_prefix_.size());
-      if (h->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 1; i < h->elements; i += 2)
-          if (auto b = redis_decode({h->element[i]->str, h->element[i]->len}, settings_.node_id, nullptr, aor))
-            bindings.push_back(std::move(*b));
+      std::vector<Binding> bindings = decode_hash(h, settings_.node_id, aor);
       freeReplyObject(h);
       out.emplace_back(std::move(aor), std::move(bindings));
     }
@@ -341,10 +337,8 @@ void RedisStore::enqueue(Op op) {
 }
 
 void RedisStore::save(StoredBinding row) {
-  Op op{OpKind::Set, std::move(row.aor),
-        redis_field(row.binding.contact, row.binding.instance, row.binding.reg_id),
-        redis_encode(row.binding, settings_.node_id, settings_.node_uri)};
-  enqueue(std::move(op));
+  std::string field = redis_field(row.binding.contact, row.binding.instance, row.binding.reg_id);
+  enqueue(Op{OpKind::Set, std::move(row.aor), std::move(field), {}, std::move(row.binding)});
 }
 
 void RedisStore::erase(uint64_t) {}
@@ -353,7 +347,7 @@ void RedisStore::remove(const BindingKey& key) {
   if (key.aor.empty()) return;
   Op op{key.expired ? OpKind::Expire : OpKind::Del, std::string(key.aor),
         redis_field(key.contact, key.instance, key.reg_id),
-        key.expired ? std::to_string(key.expires_at) : std::string()};
+        key.expired ? std::to_string(key.expires_at) : std::string(), {}};
   enqueue(std::move(op));
 }
 
@@ -366,10 +360,13 @@ bool RedisStore::write_batch(redisContext* c, std::vector<Op>& ops, size_t& done
       continue;
     }
     const char* name = op.kind == OpKind::Set ? "set" : op.kind == OpKind::Del ? "del" : "expire";
+    std::string encoded;
+    if (op.kind == OpKind::Set) encoded = redis_encode(op.binding, settings_.node_id, settings_.node_uri);
+    const std::string& value = op.kind == OpKind::Set ? encoded : op.value;
     const char* argv[] = {"EVAL", script.c_str(), "1", key.c_str(), name, op.field.c_str(),
-                          op.value.c_str(), channel_.c_str(), op.aor.c_str()};
+                          value.c_str(), channel_.c_str(), op.aor.c_str()};
     size_t lens[] = {4, script.size(), 1, key.size(), strlen(name), op.field.size(),
-                     op.value.size(), channel_.size(), op.aor.size()};
+                     value.size(), channel_.size(), op.aor.size()};
     redisAppendCommandArgv(c, 9, argv, lens);
   }
   for (; done < ops.size(); ++done) {
@@ -383,12 +380,7 @@ bool RedisStore::write_batch(redisContext* c, std::vector<Op>& ops, size_t& done
       SB_LOG_RL(Error, {}, "location: redis refused a change for %s: %.*s", op.aor.c_str(),
                 static_cast<int>(std::min<size_t>(r->len, 200)), r->str);
     } else if (op.kind == OpKind::Refresh) {
-      std::vector<Binding> bindings;
-      if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 1; i < r->elements; i += 2)
-          if (auto b = redis_decode({r->element[i]->str, r->element[i]->len}, settings_.node_id, nullptr, op.aor))
-            bindings.push_back(std::move(*b));
-      if (sink_.apply) sink_.apply(op.aor, std::move(bindings));
+      if (sink_.apply) sink_.apply(op.aor, decode_hash(r, settings_.node_id, op.aor));
       std::lock_guard lock(mu_);
       ++stats_.refreshes;
     }
@@ -534,7 +526,7 @@ void RedisStore::run_subscriber() {
           std::lock_guard lock(mu_);
           if (refresh_pending_.insert(aor).second) {
             if (queue_.size() < capacity_) {
-              queue_.push_back(Op{OpKind::Refresh, std::move(aor), {}, {}});
+              queue_.push_back(Op{OpKind::Refresh, std::move(aor), {}, {}, {}});
             } else {
               refresh_pending_.erase(aor);
               resync_pending_ = true;  // cheaper than losing the change

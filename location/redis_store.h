@@ -69,15 +69,14 @@ class RedisStore final : public Store {
   void close() override;
   StoreStats stats() const override;
 
-  const RedisSettings& settings() const { return settings_; }
-
  private:
   enum class OpKind : uint8_t { Set, Del, Expire, Refresh };
   struct Op {
     OpKind kind;
     std::string aor;
     std::string field;
-    std::string value;  // Set: the binding; Expire: the expiry it had
+    std::string value;  // Expire: the expiry it had
+    Binding binding;    // Set: encoded by the writer, not on the worker under its shard lock
   };
 
   void enqueue(Op op);
