@@ -11,8 +11,6 @@ namespace {
 
 constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-bool is_v4_mapped(const IpKey& k) { return std::memcmp(k.bytes.data(), kV4Mapped, 12) == 0; }
-
 void clear_host_bits(IpKey& k, unsigned prefix) {
   for (unsigned i = 0; i < 16; ++i) {
     unsigned first_bit = i * 8;
@@ -25,6 +23,8 @@ void clear_host_bits(IpKey& k, unsigned prefix) {
 }
 
 }  // namespace
+
+bool IpKey::is_v4() const { return std::memcmp(bytes.data(), kV4Mapped, 12) == 0; }
 
 IpKey IpKey::of(const Endpoint& e) {
   IpKey k;
@@ -67,7 +67,7 @@ bool Cidr::contains(const IpKey& ip) const {
 
 std::string Cidr::to_string() const {
   char buf[INET6_ADDRSTRLEN] = {};
-  bool v4 = is_v4_mapped(net) && prefix >= 96;
+  bool v4 = net.is_v4() && prefix >= 96;
   if (v4) inet_ntop(AF_INET, net.bytes.data() + 12, buf, sizeof buf);
   else inet_ntop(AF_INET6, net.bytes.data(), buf, sizeof buf);
   unsigned width = v4 ? 32 : 128;

@@ -23,6 +23,8 @@ struct IpKey {
   static IpKey of(const Endpoint& e);
   static std::optional<IpKey> parse(std::string_view ip);
   size_t hash() const;
+  // An IPv4 address (stored IPv4-mapped, ::ffff:a.b.c.d).
+  bool is_v4() const;
 };
 
 struct Cidr {

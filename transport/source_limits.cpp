@@ -144,9 +144,7 @@ namespace {
 // The key a source is limited by: an IPv4 address, or an IPv6 /64 (one subscriber's prefix,
 // RFC 6177 — a host that owns a /64 could otherwise use a new address per message).
 core::IpKey limit_key(core::IpKey ip) {
-  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(ip.bytes.data(), kV4Mapped, 12) != 0)
-    std::memset(ip.bytes.data() + 8, 0, 8);
+  if (!ip.is_v4()) std::memset(ip.bytes.data() + 8, 0, 8);
   return ip;
 }
 
