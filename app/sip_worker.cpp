@@ -146,7 +146,7 @@ class SipWorker::ClusterPolicy final : public proxy::RoutingPolicy {
     auto bindings = w_.location_.lookup(u);
     if (bindings.empty()) return false;
     for (const location::Binding& b : bindings)
-      if (b.path.empty() || b.path.front().find(";sb-aor=") == std::string::npos) return false;
+      if (b.path.empty() || !location::is_owner_route(b.path.front())) return false;
     return true;
   }
   SipWorker& w_;

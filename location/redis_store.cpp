@@ -127,6 +127,8 @@ std::string owner_route(std::string_view owner_uri, std::string_view aor) {
   return out;
 }
 
+bool is_owner_route(std::string_view route) { return route.find(";sb-aor=") != std::string_view::npos; }
+
 std::optional<std::string> owner_route_aor(std::string_view hex) {
   if (hex.empty() || hex.size() % 2 != 0 || hex.size() > 2048) return std::nullopt;
   std::string out;

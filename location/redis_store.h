@@ -45,6 +45,8 @@ std::optional<Binding> redis_decode(std::string_view value, std::string_view sel
                                     std::string* owner = nullptr, std::string_view aor = {});
 // The Route value through the owning node for a binding of `aor`: <owner_uri;lr;sb-aor=HEX>.
 std::string owner_route(std::string_view owner_uri, std::string_view aor);
+// Whether a Path/Route value is such a route through an owning node.
+bool is_owner_route(std::string_view route);
 // The AOR an sb-aor parameter names; nullopt when it is not one of ours.
 std::optional<std::string> owner_route_aor(std::string_view hex);
 
