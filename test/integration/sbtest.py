@@ -2,6 +2,7 @@
 its own free ports and temp dir, talk SIP to it over UDP/TCP (stdlib only), stop it by PID.
 
 Every wait is bounded; nothing sleeps for a fixed time where it can poll for a condition."""
+import hashlib
 import http.client
 import json
 import os
@@ -384,3 +385,30 @@ def run(tests):
             traceback.print_exc()
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
+
+
+def metric(p, name, labels=""):
+    """One sample of the proxy's /metrics: `labels` as written ('{reason="blocked"}', or ""
+    for a family without labels); None when there is no such sample."""
+    status, body = admin(p, "GET", "/metrics")
+    check(status == 200, "/metrics: %d" % status)
+    lab = re.escape(labels) if labels else r"(?:\{\})?"
+    m = re.search(r"^%s%s (\d+)$" % (re.escape(name), lab), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def digest_hash(alg, s):
+    """H() of RFC 7616 for algorithm `alg` ("MD5", "SHA-256", "SHA-512-256"), hex."""
+    name = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}[alg]
+    return hashlib.new(name, s.encode()).hexdigest()
+
+
+def digest_credentials(method, uri, nonce, realm, password, alg="SHA-256", user="alice", nc=1,
+                       cnonce="0a4f113b"):
+    """An Authorization / Proxy-Authorization value (RFC 7616, qop=auth) for a challenge."""
+    h1 = digest_hash(alg, "%s:%s:%s" % (user, realm, password))
+    h2 = digest_hash(alg, "%s:%s" % (method, uri))
+    ncs = "%08x" % nc
+    resp = digest_hash(alg, ":".join([h1, nonce, ncs, cnonce, "auth", h2]))
+    return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
+            'algorithm=%s, qop=auth, nc=%s, cnonce="%s"' % (user, realm, nonce, uri, resp, alg, ncs, cnonce))

@@ -1,10 +1,9 @@
 """Digest authentication (RFC 3261 §22, RFC 7616, RFC 8760) with the real binary and a script
 calling auth.verify / auth.challenge: REGISTER without credentials → 401 with SHA-256 and
-MD5 challenges; good credentials (computed here with hashlib) → 200; a wrong password → a
+MD5 challenges; good credentials (computed here, sbtest.digest_credentials) → 200; a wrong password → a
 new 401 (RFC 3261 §22.2/§22.3: the UA may ask its user again; 403 is kept for an
 authenticated user registering an AOR it does not own); a replayed nonce-count → refused;
 an expired nonce → stale=true; an INVITE → 407, then with credentials relayed without them."""
-import hashlib
 import json
 import os
 import re
@@ -31,9 +30,7 @@ end
 """
 
 
-def H(alg, s):
-    name = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}[alg]
-    return hashlib.new(name, s.encode()).hexdigest()
+H = sbtest.digest_hash
 
 
 def ha1(alg, user):
@@ -62,13 +59,7 @@ def params(challenge):
 
 
 def credentials(method, uri, alg, nonce, password=PASSWORD, nc=1, user="alice"):
-    h1 = H(alg, "%s:%s:%s" % (user, REALM, password))
-    h2 = H(alg, "%s:%s" % (method, uri))
-    ncs = "%08x" % nc
-    cnonce = "0a4f113b"
-    resp = H(alg, ":".join([h1, nonce, ncs, cnonce, "auth", h2]))
-    return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
-            'algorithm=%s, qop=auth, nc=%s, cnonce="%s"' % (user, REALM, nonce, uri, resp, alg, ncs, cnonce))
+    return sbtest.digest_credentials(method, uri, nonce, REALM, password, alg=alg, user=user, nc=nc)
 
 
 def send(c, port, method, ruri, extra=(), to_uri=None, cseq=1, call_id=None):

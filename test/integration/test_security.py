@@ -13,7 +13,6 @@
 - reload: a new trusted list applies without a restart.
 
 Workers 1 and 2 where the outcome does not depend on which worker a source lands on."""
-import hashlib
 import json
 import os
 import re
@@ -41,11 +40,7 @@ end
 """
 
 
-def metric(p, name, labels=""):
-    status, body = sbtest.admin(p, "GET", "/metrics")
-    check(status == 200, "/metrics: %d" % status)
-    m = re.search(r"^%s%s (\d+)$" % (re.escape(name), re.escape(labels)), body, re.M)
-    return int(m.group(1)) if m else None
+metric = sbtest.metric
 
 
 def rss_kb(pid):
@@ -257,15 +252,11 @@ def test_not_an_open_relay():
             target.close()
 
 
-def H(alg, s):
-    return hashlib.new({"MD5": "md5", "SHA-256": "sha256"}[alg], s.encode()).hexdigest()
+H = sbtest.digest_hash
 
 
 def credentials(method, uri, nonce, user="alice", password=PASSWORD, alg="SHA-256"):
-    h1 = H(alg, "%s:%s:%s" % (user, REALM, password))
-    resp = H(alg, ":".join([h1, nonce, "00000001", "0a4f113b", "auth", H(alg, "%s:%s" % (method, uri))]))
-    return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", algorithm=%s, '
-            'qop=auth, nc=00000001, cnonce="0a4f113b"' % (user, REALM, nonce, uri, resp, alg))
+    return sbtest.digest_credentials(method, uri, nonce, REALM, password, alg=alg, user=user)
 
 
 def register_from(host, port, extra=(), user="alice"):

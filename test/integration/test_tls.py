@@ -252,10 +252,7 @@ def tls_proxy(pki, workers=2, script=None, cert=None, key=None):
     return p
 
 
-def metric(p, name):
-    status, body = sbtest.admin(p, "GET", "/metrics")
-    m = re.search(r"^%s(?:\{\})? (\d+)" % re.escape(name), body, re.M)
-    return int(m.group(1)) if m else 0
+metric = sbtest.metric
 
 
 def test_options_register_and_call_over_tls(pki):
