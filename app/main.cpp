@@ -37,19 +37,16 @@ int cmd_check(const std::string& path) {
     std::fprintf(stderr, "%s: %zu error(s)\n", name.c_str(), cfg.errors.size());
     return 1;
   }
-  // The users file, read and checked as `run` reads it.
-  std::vector<std::string> auth_errors;
-  (void)sb::app::auth_setup(*cfg.config, auth_errors);
-  // The certificate and key loaded into a TLS context, as `run` loads them.
-  (void)sb::app::tls_context(*cfg.config, auth_errors);
-  if (!auth_errors.empty()) {
-    for (const auto& e : auth_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
+  // The users file and the certificates, loaded as `run` loads them.
+  std::vector<std::string> load_errors;
+  (void)sb::app::auth_setup(*cfg.config, load_errors);
+  (void)sb::app::tls_context(*cfg.config, load_errors);
+  if (!load_errors.empty()) {
+    for (const auto& e : load_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
     return 1;
   }
   // The same compile the running proxy does: syntax, top level, entry points.
-  sb::scripts::ScriptLimits limits;
-  limits.max_instructions = cfg.config->script.max_instructions;
-  auto script = sb::scripts::compile(cfg.config->script.path, limits);
+  auto script = sb::scripts::compile(cfg.config->script.path, sb::app::script_limits_from(*cfg.config));
   if (!script.ok()) {
     std::fprintf(stderr, "%s: script: %s\n", name.c_str(), script.error().c_str());
     return 1;
