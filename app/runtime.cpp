@@ -180,7 +180,7 @@ static location::StoreConfig store_config_from(const core::Config& cfg) {
     const core::RedisLocationConfig& rc = cfg.location.redis;
     store_cfg.queue_capacity = rc.queue_capacity;
     store_cfg.redis = {rc.servers, rc.prefix, rc.connect_timeout_ms, rc.command_timeout_ms,
-                       rc.reconnect_ms, rc.node_id, {}};
+                       rc.reconnect_ms, rc.node_id, {}, cfg.worker_count(), rc.pool_size};
     // A node is named by its first listener unless configured (docs/cluster.md).
     if (!cfg.listen.empty()) {
       const core::ListenerConfig& l = cfg.listen.front();
@@ -298,6 +298,7 @@ int Runtime::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
 
   if (admin_) admin_->stop();
+  location_->flush();  // a shared store writes from the workers' loops: before they stop
   group_.stop();
   workers_.clear();
   location_->stop();

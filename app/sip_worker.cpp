@@ -188,6 +188,8 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
   configure(cfg);
   uv_timer_init(worker.loop(), &timer_);
   timer_.data = this;
+  // A shared location store (Redis) talks to its server from this loop too (docs/cluster.md).
+  location_.join_lane(worker.id(), worker.loop());
 }
 
 SipWorker::~SipWorker() = default;
@@ -215,6 +217,7 @@ void SipWorker::apply(WorkerGeneration gen) {
   lua_->publish(gen.script);
   configure(cfg);
   gen_ = std::move(gen);
+  location_.join_lane(worker_.id(), worker_.loop());  // a reload may have replaced the store
 }
 
 WorkerReport SipWorker::report() const {
@@ -239,6 +242,7 @@ void SipWorker::on_stop(transport::Worker&) {
   stopping_ = true;
   resolver_->stop();  // closes its c-ares sockets and timer on this loop; pending lookups dropped
   uv_timer_stop(&timer_);
+  location_.leave_lane(worker_.id());
   // The handle is a member: it stays valid until the loop ran its close callback, because
   // this object outlives the worker's loop (the runtime destroys it after stop()).
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);

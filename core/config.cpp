@@ -517,6 +517,8 @@ void read_location_redis(Checker& c, const Json& v, const std::string& path, Red
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 10, 600000, r.reconnect_ms); }},
              {"queue_capacity",
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 10000000, r.queue_capacity); }},
+             {"pool_size",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1, 16, r.pool_size); }},
          });
 }
 

@@ -61,6 +61,7 @@ struct RedisLocationConfig {
   uint32_t command_timeout_ms = 1000;
   uint32_t reconnect_ms = 1000;
   uint32_t queue_capacity = 100000;  // changes waiting while Redis is slow or down
+  uint32_t pool_size = 1;            // command connections per worker
   std::string node_id;               // "" = the first listener's transport:address:port
   bool operator==(const RedisLocationConfig&) const = default;
 };

@@ -34,6 +34,8 @@ struct Binding {
   uint32_t reg_id = 0;            // RFC 5626 reg-id; 0 when none
   std::string user_agent;
   int64_t received_at = 0;        // wall ms of the REGISTER that created or refreshed it
+  // Another cluster node's binding, learned from the shared store (docs/cluster.md).
+  bool remote = false;
 
   bool is_static() const { return expires_at == kNeverExpires; }
   // Whole seconds left at `now_ms`, rounded up (what a 200's ;expires shows).

@@ -78,6 +78,7 @@ struct LocationService::Record {
   uint16_t q = 1000;
   uint8_t protocol = 0;
   uint8_t family = 0;          // 0 none, 4, 6
+  bool remote = false;         // another cluster node's binding (Binding::remote)
   uint16_t len[kFieldCount] = {};
 
   const char* text() const { return reinterpret_cast<const char*>(this + 1); }
@@ -165,6 +166,7 @@ struct LocationService::Record {
     b.reg_id = reg_id;
     b.user_agent = field(kUserAgent);
     b.received_at = received_at;
+    b.remote = remote;
     return b;
   }
 };
@@ -256,6 +258,7 @@ Record* record_of(const Binding& b, uint64_t id, bool keep_connection) {
   r->received_at = b.received_at;
   r->cseq = b.cseq;
   r->reg_id = b.instance.empty() ? 0 : b.reg_id;
+  r->remote = b.remote;
   core::Peer src = b.source;
   if (!keep_connection) src.connection = {};
   r->set_source(src);
@@ -371,7 +374,68 @@ void LocationService::sweeper() {
 RemoteSink LocationService::remote_sink() {
   RemoteSink sink;
   sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
+  sink.reconcile = [this](const std::function<bool(std::string_view)>& in_store, bool restarted) {
+    reconcile(in_store, restarted);
+  };
   return sink;
+}
+
+void LocationService::reconcile(const std::function<bool(std::string_view)>& in_store, bool restarted) {
+  size_t dropped = 0, rewritten = 0;
+  for (uint32_t i = 0; i < settings_.shards; ++i) {
+    Shard& s = shards_[i];
+    std::lock_guard lock(s.mu);
+    Store* st = store();
+    for (auto it = s.map.begin(); it != s.map.end();) {
+      if (in_store(it->first)) {
+        ++it;
+        continue;
+      }
+      // Another node's bindings the shared store no longer has were removed there; ours
+      // stay (they may still be on their way to it), and go to it again after a restart.
+      Record** link = &it->second.head;
+      while (Record* r = *link) {
+        if (r->remote) {
+          *link = r->next;
+          --it->second.count;
+          release(s, r, false);
+          ++dropped;
+          continue;
+        }
+        if (restarted && st) {
+          st->save(StoredBinding{r->id, it->first, r->to_binding()});
+          ++rewritten;
+        }
+        link = &r->next;
+      }
+      if (!it->second.head) {
+        it = s.map.erase(it);
+        aors_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (dropped || rewritten)
+    SB_INFO("location: shared store re-read: %zu bindings removed elsewhere dropped, %zu of ours written again",
+            dropped, rewritten);
+}
+
+void LocationService::join_lane(uint32_t lane, uv_loop_s* loop) {
+  std::lock_guard lock(stores_mu_);
+  Store* cur = store();
+  for (const auto& st : stores_)
+    if (st.get() != cur) st->detach(lane);
+  if (cur) cur->attach(lane, loop);
+}
+
+void LocationService::leave_lane(uint32_t lane) {
+  std::lock_guard lock(stores_mu_);
+  for (const auto& st : stores_) st->detach(lane);
+}
+
+void LocationService::flush() {
+  if (Store* st = store()) st->flush();
 }
 
 core::Result<LocationService::PreparedStore> LocationService::prepare_store(std::unique_ptr<Store> next) {
@@ -416,7 +480,10 @@ void LocationService::commit_store(PreparedStore next) {
     for (uint32_t i = 0; i < settings_.shards; ++i) locks.emplace_back(shards_[i].mu);
     store_.store(nst, std::memory_order_release);
   }
-  if (next.store) stores_.push_back(std::move(next.store));
+  if (next.store) {
+    std::lock_guard lock(stores_mu_);
+    stores_.push_back(std::move(next.store));
+  }
   // What the old store still had queued lands before the copy below (same file or keys).
   if (old) old->flush();
   // Then the whole table, one shard at a time: a change made meanwhile already went to the

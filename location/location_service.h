@@ -106,6 +106,14 @@ class LocationService {
     return st && st->fetch(aor, std::move(done));
   }
 
+  // Worker `lane` lends its loop to the store (on its own thread, with its loop: at start and
+  // after every reload): the current store attaches to it, stores replaced since detach.
+  // leave_lane() before the loop stops. Redis talks to the shared store from these loops.
+  void join_lane(uint32_t lane, uv_loop_s* loop);
+  void leave_lane(uint32_t lane);
+  // Write what the store has queued and wait for it (bounded by the store's timeouts).
+  void flush();
+
   // A reload that changes config "location" (docs/cluster.md): prepare() opens the new store
   // (null: memory only) and reads what it holds; it may fail, and then nothing changed.
   // commit() makes it the store: AORs it holds that the table does not are added, every
@@ -141,12 +149,14 @@ class LocationService {
   // A stored row the table lacks, linked in; false when its fields do not fit. A row from a
   // `previous_process` (start-up) loses its connection id.
   bool insert_loaded(const StoredBinding& row, bool previous_process);
-  // Other nodes' changes, from a shared store's threads, into apply_remote().
+  // Other nodes' changes, from a shared store's loops, into apply_remote() / reconcile().
   RemoteSink remote_sink();
+  void reconcile(const std::function<bool(std::string_view)>& in_store, bool restarted);
   // The current store. A replaced one is closed but kept until the service dies: a worker
   // may still be asking it shared() or fetch().
   std::atomic<Store*> store_{nullptr};
-  std::vector<std::unique_ptr<Store>> stores_;
+  std::vector<std::unique_ptr<Store>> stores_;  // appended under stores_mu_
+  std::mutex stores_mu_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<size_t> bindings_{0};
   std::atomic<size_t> aors_{0};

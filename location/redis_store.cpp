@@ -1,10 +1,16 @@
 #include "location/redis_store.h"
 
+#include "location/redis_uv.h"
+
+#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <poll.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstring>
+#include <deque>
+#include <future>
 #include <cerrno>
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -51,7 +57,6 @@ redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 )lua";
 
-constexpr size_t kBatch = 256;
 
 std::string unquote_lower(std::string_view s) {
   if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
@@ -201,28 +206,526 @@ std::optional<Binding> redis_decode(std::string_view value, std::string_view sel
   }
   b.user_agent = str_of(j, "user_agent");
   b.received_at = int_of(j, "received_at");
+  b.remote = node != self;
   if (owner) *owner = std::move(node);
   return b;
 }
+
+
+// ---- the pieces a lane is made of ----
+
+struct RedisStore::Op {
+  enum class Kind : uint8_t { Set, Del, Expire, Refresh, Fetch };
+  Kind kind = Kind::Set;
+  std::string aor;
+  std::string field;
+  std::string value;                // Expire: the expiry the remover saw
+  Binding binding;                  // Set: encoded on the lane, not under the shard lock
+  std::function<void(bool)> done;   // Fetch
+  bool is_write() const { return kind <= Kind::Expire; }
+};
+
+// A command sent, waiting for its reply (replies come back in order, per connection).
+struct RedisStore::Pending {
+  enum class Kind : uint8_t { Op, RunId, Scan, ScanGet, ScanEnd };
+  Kind kind = Kind::Op;
+  Op op;                            // Kind::Op; ScanGet: op.aor
+  uint64_t sent_ms = 0;             // loop time
+};
+
+struct RedisStore::Conn {
+  Lane* lane = nullptr;
+  bool subscriber = false;
+  redisAsyncContext* ac = nullptr;
+  bool up = false;
+  bool timed_out = false;           // we freed it: a command had no answer in time
+  bool subscribed = false;          // subscriber: Redis confirmed the SUBSCRIBE
+  uint64_t since = 0;               // connect started (loop ms)
+  uint64_t retry_at = 0;
+  size_t server = 0;                // the next server to try (round the list)
+  size_t requeued = 0;              // unanswered changes put back at the front, in order
+  std::deque<Op> waiting;           // changes and re-reads not sent yet (link down)
+  std::deque<Pending> inflight;
+};
+
+struct RedisStore::Lane {
+  RedisStore* store = nullptr;
+  uint32_t index = 0;
+  std::mutex mu;                    // inbox, refresh_queued, attached, stop_loop
+  std::vector<Op> inbox;
+  std::unordered_set<std::string> refresh_queued;
+  bool attached = false;
+  bool detached = false;            // a lane is attached once
+  bool stop_loop = false;           // own loop: detach, and the loop ends
+  bool closing = false;             // loop thread only
+  uv_loop_t* loop = nullptr;
+  uv_async_t async{};
+  uv_timer_t timer{};
+  std::atomic<std::thread::id> thread{};
+  std::vector<std::unique_ptr<Conn>> conns;
+  std::unique_ptr<Conn> sub;        // lane 0
+  size_t next_read = 0;
+  // Lane 0: re-reading the whole keyspace after the subscriber (re)subscribed.
+  bool resync_wanted = false;
+  bool resyncing = false;
+  std::string scan_run_id;
+  std::vector<std::pair<std::string, std::vector<Binding>>> scanned;
+
+  uint64_t now() const { return uv_now(loop); }
+  const RedisSettings& settings() const { return store->settings_; }
+
+  void post(Op op) {
+    std::lock_guard lock(mu);
+    if (op.kind == Op::Kind::Refresh && !refresh_queued.insert(op.aor).second) return;
+    inbox.push_back(std::move(op));
+    if (attached) uv_async_send(&async);
+  }
+
+  void start(uv_loop_t* l) {
+    {
+      std::lock_guard lock(mu);
+      if (attached || detached) return;
+      attached = true;
+      loop = l;
+      uv_async_init(loop, &async, [](uv_async_t* a) { static_cast<Lane*>(a->data)->on_async(); });
+      async.data = this;
+    }
+    uv_timer_init(loop, &timer);
+    timer.data = this;
+    const RedisSettings& s = settings();
+    uint64_t tick = std::min({s.connect_timeout_ms, s.command_timeout_ms, s.reconnect_ms}) / 4;
+    tick = std::clamp<uint64_t>(tick, 5, 100);
+    uv_timer_start(&timer, [](uv_timer_t* t) { static_cast<Lane*>(t->data)->on_tick(); }, tick, tick);
+    store->attached_lanes_.fetch_add(1);
+    for (auto& c : conns) connect(*c);
+    if (sub) connect(*sub);
+    drain();
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu);
+      if (!attached) return;
+      attached = false;
+      detached = true;
+    }
+    closing = true;
+    thread.store(std::thread::id());
+    uv_close(reinterpret_cast<uv_handle_t*>(&async), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+    size_t left = 0;
+    auto drop = [&](Conn& c) {
+      if (c.ac) redisAsyncFree(c.ac);  // unanswered commands come back (null) into waiting
+      lost(c);
+      for (Op& op : c.waiting) {
+        if (!op.is_write()) continue;
+        store->acked(op);
+        ++left;
+      }
+      c.waiting.clear();
+    };
+    for (auto& c : conns) drop(*c);
+    if (sub) drop(*sub);
+    std::vector<Op> rest;
+    {
+      std::lock_guard lock(mu);
+      rest.swap(inbox);
+    }
+    for (Op& op : rest)
+      if (op.is_write()) {
+        store->acked(op);
+        ++left;
+      } else if (op.done) {
+        op.done(true);
+      }
+    {
+      std::lock_guard lock(store->mu_);
+      store->stats_.dropped += left;
+    }
+    if (left) SB_WARN("location: redis: %zu changes not written when the lane stopped", left);
+    store->attached_lanes_.fetch_sub(1);
+    store->acked_.notify_all();
+  }
+
+  // The loop's thread, learnt from its callbacks (start() may run before the loop does).
+  void on_loop_thread() {
+    const auto me = std::this_thread::get_id();
+    if (thread.load(std::memory_order_relaxed) != me) thread.store(me, std::memory_order_relaxed);
+  }
+
+  void on_async() {
+    on_loop_thread();
+    bool stop_now;
+    {
+      std::lock_guard lock(mu);
+      stop_now = stop_loop;
+    }
+    if (stop_now) stop();
+    else drain();
+  }
+
+  void drain() {
+    std::vector<Op> ops;
+    {
+      std::lock_guard lock(mu);
+      ops.swap(inbox);
+      for (const Op& op : ops)
+        if (op.kind == Op::Kind::Refresh) refresh_queued.erase(op.aor);
+    }
+    for (Op& op : ops) dispatch(std::move(op));
+  }
+
+  Conn& write_conn(std::string_view aor) {
+    size_t h = std::hash<std::string_view>{}(aor) / store->lanes_.size();
+    return *conns[h % conns.size()];
+  }
+  Conn& read_conn() { return *conns[next_read++ % conns.size()]; }
+
+  void dispatch(Op op) {
+    if (op.kind == Op::Kind::Fetch) {
+      Conn& c = read_conn();
+      if (!c.up || !send(c, op)) store->fetched(op, true, false);
+      return;
+    }
+    Conn& c = write_conn(op.aor);
+    if (c.up && c.waiting.empty() && send(c, op)) return;
+    c.waiting.push_back(std::move(op));
+  }
+
+  // Sends `op` on `c` (up); false (op untouched) when hiredis refused it.
+  bool send(Conn& c, Op& op) {
+    static const std::string script(kChangeScript);
+    RedisStore& st = *store;
+    const std::string key = st.key_prefix_ + op.aor;
+    c.inflight.push_back(Pending{Pending::Kind::Op, std::move(op), now()});
+    Op& o = c.inflight.back().op;
+    int rc;
+    if (!o.is_write()) {
+      const char* argv[] = {"HGETALL", key.c_str()};
+      size_t lens[] = {7, key.size()};
+      rc = redisAsyncCommandArgv(c.ac, on_reply, &c, 2, argv, lens);
+    } else {
+      const char* name = o.kind == Op::Kind::Set ? "set" : o.kind == Op::Kind::Del ? "del" : "expire";
+      std::string encoded;
+      if (o.kind == Op::Kind::Set) encoded = redis_encode(o.binding, settings().node_id, settings().node_uri);
+      const std::string& value = o.kind == Op::Kind::Set ? encoded : o.value;
+      const char* argv[] = {"EVAL", script.c_str(), "1", key.c_str(), name, o.field.c_str(),
+                            value.c_str(), st.channel_.c_str(), o.aor.c_str()};
+      size_t lens[] = {4, script.size(), 1, key.size(), strlen(name), o.field.size(),
+                       value.size(), st.channel_.size(), o.aor.size()};
+      rc = redisAsyncCommandArgv(c.ac, on_reply, &c, 9, argv, lens);
+    }
+    if (rc != REDIS_OK) {
+      op = std::move(c.inflight.back().op);
+      c.inflight.pop_back();
+      return false;
+    }
+    return true;
+  }
+
+  // A command of our own (re-read of the keyspace) on `c`; false when hiredis refused it.
+  bool command(Conn& c, Pending::Kind kind, std::string aor, const char* fmt, ...) {
+    c.inflight.push_back(Pending{kind, {}, now()});
+    c.inflight.back().op.aor = std::move(aor);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAsyncCommand(c.ac, on_reply, &c, fmt, ap);
+    va_end(ap);
+    if (rc != REDIS_OK) c.inflight.pop_back();
+    return rc == REDIS_OK;
+  }
+
+  void connect(Conn& c) {
+    const RedisSettings& s = settings();
+    if (c.ac || closing || s.servers.empty()) return;
+    const std::string& server = s.servers[c.server % s.servers.size()];
+    std::string host;
+    int port = 0;
+    c.since = now();
+    if (!split_host_port(server, host, port)) {
+      failed(c);
+      return;
+    }
+    redisAsyncContext* ac = redisAsyncConnect(host.c_str(), port);
+    if (!ac || ac->err || !redis_uv_attach(ac, loop)) {
+      if (ac) redisAsyncFree(ac);
+      failed(c);
+      return;
+    }
+    ac->data = &c;
+    c.ac = ac;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  }
+
+  // A connection attempt failed: the next server, after reconnect_ms.
+  void failed(Conn& c) {
+    c.ac = nullptr;
+    ++c.server;
+    c.retry_at = now() + settings().reconnect_ms;
+    if (!closing) store->link_changed(0);
+  }
+
+  static void on_connect(const redisAsyncContext* ac, int status) {
+    auto* c = static_cast<Conn*>(ac->data);
+    Lane& l = *c->lane;
+    if (status != REDIS_OK) {
+      l.failed(*c);  // hiredis frees the context
+      return;
+    }
+    c->up = true;
+    c->timed_out = false;
+    l.store->link_changed(+1);
+    if (c->subscriber) {
+      c->since = l.now();  // the confirmation is due within the command timeout
+      c->subscribed = false;
+      const std::string& ch = l.store->channel_;
+      redisAsyncCommand(c->ac, on_message, c, "SUBSCRIBE %b", ch.data(), ch.size());
+      return;
+    }
+    l.send_waiting(*c);
+  }
+
+  void send_waiting(Conn& c) {
+    while (c.up && !c.waiting.empty()) {
+      if (!send(c, c.waiting.front())) break;
+      c.waiting.pop_front();
+    }
+  }
+
+  static void on_disconnect(const redisAsyncContext* ac, int) {
+    auto* c = static_cast<Conn*>(ac->data);
+    if (c->ac == ac) c->lane->lost(*c);
+  }
+
+  // The connection is gone (hiredis frees it): unanswered commands already came back.
+  void lost(Conn& c) {
+    if (!c.ac) return;
+    c.ac = nullptr;
+    c.requeued = 0;
+    c.retry_at = now() + (c.timed_out ? settings().reconnect_ms : 0);
+    if (c.up) {
+      c.up = false;
+      store->link_changed(-1, closing);
+    }
+    if (c.subscriber && index == 0) resync_wanted = false;  // asked again once subscribed
+  }
+
+  static void on_reply(redisAsyncContext*, void* r, void* priv) {
+    auto* c = static_cast<Conn*>(priv);
+    if (c->inflight.empty()) return;
+    Pending p = std::move(c->inflight.front());
+    c->inflight.pop_front();
+    c->lane->answered(*c, p, static_cast<redisReply*>(r));
+  }
+
+  void answered(Conn& c, Pending& p, redisReply* r) {
+    RedisStore& st = *store;
+    const bool refused = r && r->type == REDIS_REPLY_ERROR;
+    switch (p.kind) {
+      case Pending::Kind::Op: {
+        Op& op = p.op;
+        if (!r) {
+          // The link went: changes and re-reads are sent again, in order, when it is back.
+          if (op.kind == Op::Kind::Fetch) st.fetched(op, !c.timed_out, c.timed_out);
+          else c.waiting.insert(c.waiting.begin() + static_cast<ptrdiff_t>(c.requeued++), std::move(op));
+          return;
+        }
+        if (refused)
+          SB_LOG_RL(Error, {}, "location: redis refused a command for %s: %.*s", op.aor.c_str(),
+                    static_cast<int>(std::min<size_t>(r->len, 200)), r->str);
+        if (op.is_write()) {
+          {
+            std::lock_guard lock(st.mu_);
+            if (refused) ++st.stats_.errors;
+            else ++st.stats_.written;
+          }
+          st.acked(op);
+        } else if (op.kind == Op::Kind::Refresh) {
+          if (!refused) {
+            st.track(op.aor);
+            if (st.sink_.apply) st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor));
+            std::lock_guard lock(st.mu_);
+            ++st.stats_.refreshes;
+          }
+        } else {
+          // Nothing there changes nothing: a REGISTER may have added the AOR locally meanwhile.
+          if (!refused && r->type == REDIS_REPLY_ARRAY && r->elements > 0 && st.sink_.apply)
+            st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor));
+          st.fetched(op, true, false);
+        }
+        return;
+      }
+      case Pending::Kind::RunId:
+        if (r && r->type == REDIS_REPLY_STRING) scan_run_id = run_id_of({r->str, r->len});
+        return;
+      case Pending::Kind::Scan:
+        if (!r || refused || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+          resync_failed();
+          return;
+        }
+        scan_page(c, r);
+        return;
+      case Pending::Kind::ScanGet:
+        if (!r) {
+          resync_failed();
+          return;
+        }
+        scanned.emplace_back(p.op.aor, decode_hash(r, settings().node_id, p.op.aor));
+        return;
+      case Pending::Kind::ScanEnd:
+        if (!r || !resyncing) {
+          resync_failed();
+          return;
+        }
+        resyncing = false;
+        st.finish_resync(*this, true);
+        scanned.clear();
+        return;
+    }
+  }
+
+  static std::string run_id_of(std::string_view info) {
+    size_t at = info.find("run_id:");
+    if (at == std::string_view::npos) return {};
+    size_t end = info.find_first_of("\r\n", at);
+    return std::string(info.substr(at + 7, end == std::string_view::npos ? end : end - at - 7));
+  }
+
+  void begin_resync() {
+    Conn& c = *conns[0];
+    if (!c.up) return;
+    resync_wanted = false;
+    resyncing = true;
+    scanned.clear();
+    scan_run_id.clear();
+    store->set_tracking();
+    const std::string match = store->key_prefix_ + "*";
+    if (!command(c, Pending::Kind::RunId, {}, "INFO server") ||
+        !command(c, Pending::Kind::Scan, {}, "SCAN 0 MATCH %b COUNT 500", match.data(), match.size()))
+      resync_failed();
+  }
+
+  void scan_page(Conn& c, redisReply* r) {
+    if (!resyncing) return;
+    std::string cursor(r->element[0]->str, r->element[0]->len);
+    const size_t skip = store->key_prefix_.size();
+    for (size_t i = 0; i < r->element[1]->elements; ++i) {
+      const redisReply* k = r->element[1]->element[i];
+      if (k->type != REDIS_REPLY_STRING || k->len <= skip) continue;
+      if (!command(c, Pending::Kind::ScanGet, std::string(k->str + skip, k->len - skip), "HGETALL %b", k->str,
+                   k->len)) {
+        resync_failed();
+        return;
+      }
+    }
+    const std::string match = store->key_prefix_ + "*";
+    bool ok = cursor == "0" ? command(c, Pending::Kind::ScanEnd, {}, "PING")
+                            : command(c, Pending::Kind::Scan, {}, "SCAN %s MATCH %b COUNT 500", cursor.c_str(),
+                                      match.data(), match.size());
+    if (!ok) resync_failed();
+  }
+
+  // Tried again from the start on the next tick the connection is up.
+  void resync_failed() {
+    if (!resyncing) return;
+    resyncing = false;
+    resync_wanted = true;
+    scanned.clear();
+    store->finish_resync(*this, false);
+  }
+
+  static void on_message(redisAsyncContext*, void* v, void* priv) {
+    auto* c = static_cast<Conn*>(priv);
+    auto* r = static_cast<redisReply*>(v);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) return;
+    std::string_view kind(r->element[0]->str ? r->element[0]->str : "", r->element[0]->len);
+    Lane& l = *c->lane;
+    if (kind == "subscribe") {
+      c->subscribed = true;
+      // Changes made while we were not listening: re-read everything.
+      l.resync_wanted = true;
+      l.on_tick();
+    } else if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
+      std::string aor(r->element[2]->str, r->element[2]->len);
+      Op op;
+      op.kind = Op::Kind::Refresh;
+      op.aor = std::move(aor);
+      l.store->lane_for(op.aor).post(std::move(op));
+    }
+  }
+
+  // Connects what is down, gives up on what does not answer, starts a wanted re-read.
+  void on_tick() {
+    on_loop_thread();
+    const RedisSettings& s = settings();
+    const uint64_t t = now();
+    auto check = [&](Conn& c) {
+      if (!c.ac) {
+        if (t >= c.retry_at) connect(c);
+        return;
+      }
+      if (!c.up) {
+        if (t - c.since >= s.connect_timeout_ms) {
+          redisAsyncFree(c.ac);  // not connected: no callback
+          failed(c);
+        }
+        return;
+      }
+      const bool unconfirmed = c.subscriber && !c.subscribed && t - c.since >= s.command_timeout_ms;
+      if (unconfirmed || (!c.inflight.empty() && t - c.inflight.front().sent_ms >= s.command_timeout_ms)) {
+        SB_LOG_RL(Warn, {}, "location: redis did not answer within %u ms; reconnecting", s.command_timeout_ms);
+        c.timed_out = true;
+        redisAsyncFree(c.ac);  // unanswered commands come back null, then on_disconnect
+        lost(c);
+      }
+    };
+    for (auto& c : conns) check(*c);
+    if (sub) check(*sub);
+    if (index == 0 && resync_wanted && !resyncing && sub && sub->up) begin_resync();
+  }
+};
 
 RedisStore::RedisStore(RedisSettings settings, uint32_t queue_capacity)
     : settings_(std::move(settings)),
       capacity_(queue_capacity == 0 ? 1 : queue_capacity),
       key_prefix_(settings_.prefix + "aor:"),
       channel_(settings_.prefix + "changes") {
-  stats_.degraded = true;  // until both links are up
+  stats_.degraded = true;  // until every link is up
+  const uint32_t lanes = std::max<uint32_t>(1, settings_.lanes);
+  const uint32_t pool = std::clamp<uint32_t>(settings_.pool_size, 1, 64);
+  for (uint32_t i = 0; i < lanes; ++i) {
+    auto l = std::make_unique<Lane>();
+    l->store = this;
+    l->index = i;
+    for (uint32_t k = 0; k < pool; ++k) {
+      l->conns.push_back(std::make_unique<Conn>());
+      l->conns.back()->lane = l.get();
+    }
+    if (i == 0) {
+      l->sub = std::make_unique<Conn>();
+      l->sub->lane = l.get();
+      l->sub->subscriber = true;
+    }
+    lanes_.push_back(std::move(l));
+  }
+  links_total_ = static_cast<int>(lanes * pool + 1);
 }
 
 RedisStore::~RedisStore() { close(); }
 
-redisContext* RedisStore::connect(uint32_t timeout_ms, std::string* where) {
-  for (const std::string& server : settings_.servers) {
+namespace {
+
+// open()'s one synchronous read, on the caller's thread (never a worker's).
+redisContext* connect_sync(const RedisSettings& s, std::string* where) {
+  for (const std::string& server : s.servers) {
     std::string host;
     int port = 0;
     if (!split_host_port(server, host, port)) continue;
-    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv_of(timeout_ms));
+    redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv_of(s.connect_timeout_ms));
     if (c && !c->err) {
-      redisSetTimeout(c, tv_of(settings_.command_timeout_ms));
+      redisSetTimeout(c, tv_of(s.command_timeout_ms));
       if (where) *where = server;
       return c;
     }
@@ -231,36 +734,10 @@ redisContext* RedisStore::connect(uint32_t timeout_ms, std::string* where) {
   return nullptr;
 }
 
-void RedisStore::set_link(bool writer, bool up) {
-  // Called with mu_ held.
-  bool& link = writer ? writer_up_ : subscriber_up_;
-  if (link && !up) ++stats_.disconnects;
-  link = up;
-  bool degraded = !(writer_up_ && subscriber_up_);
-  if (degraded && !warned_ && !stopping_) {
-    // Logged once per outage: registrations go on in the local table meanwhile.
-    SB_WARN("location: redis %s unreachable; degraded (bindings stay local and are written when it is back)",
-            settings_.servers.empty() ? "" : settings_.servers.front().c_str());
-    warned_ = true;
-  } else if (!degraded && warned_) {
-    SB_INFO("location: redis reachable again; writing %zu queued changes", queue_.size());
-    warned_ = false;
-  }
-  stats_.degraded = degraded;
-}
-
-bool RedisStore::read_aor(redisContext* c, const std::string& aor, std::vector<Binding>& out) {
-  std::string key = key_prefix_ + aor;
-  auto* r = static_cast<redisReply*>(redisCommand(c, "HGETALL %b", key.data(), key.size()));
-  if (!r) return false;
-  out = decode_hash(r, settings_.node_id, aor);
-  freeReplyObject(r);
-  return true;
-}
-
-bool RedisStore::load_all(redisContext* c, std::vector<std::pair<std::string, std::vector<Binding>>>& out) {
+bool load_all(redisContext* c, const std::string& prefix, std::string_view self,
+              std::vector<std::pair<std::string, std::vector<Binding>>>& out) {
   std::string cursor = "0";
-  std::string match = key_prefix_ + "*";
+  std::string match = prefix + "*";
   do {
     auto* r = static_cast<redisReply*>(redisCommand(c, "SCAN %s MATCH %b COUNT 500", cursor.c_str(),
                                                     match.data(), match.size()));
@@ -280,8 +757,8 @@ bool RedisStore::load_all(redisContext* c, std::vector<std::pair<std::string, st
       void* v = nullptr;
       if (redisGetReply(c, &v) != REDIS_OK) return false;
       auto* h = static_cast<redisReply*>(v);
-      std::string aor = k.substr(key_prefix_.size());
-      std::vector<Binding> bindings = decode_hash(h, settings_.node_id, aor);
+      std::string aor = k.substr(prefix.size());
+      std::vector<Binding> bindings = decode_hash(h, self, aor);
       freeReplyObject(h);
       out.emplace_back(std::move(aor), std::move(bindings));
     }
@@ -289,14 +766,19 @@ bool RedisStore::load_all(redisContext* c, std::vector<std::pair<std::string, st
   return true;
 }
 
+}  // namespace
+
 core::Status RedisStore::open(std::vector<StoredBinding>& loaded) {
   if (running_) return {};
   if (settings_.servers.empty()) return core::Error{"location.redis.servers is empty"};
-  if (pipe(wake_pipe_) != 0) return core::Error{"cannot create a pipe for the redis subscriber"};
   std::string where;
-  if (redisContext* c = connect(settings_.connect_timeout_ms, &where)) {
+  if (redisContext* c = connect_sync(settings_, &where)) {
     std::vector<std::pair<std::string, std::vector<Binding>>> aors;
-    bool ok = load_all(c, aors);
+    bool ok = load_all(c, key_prefix_, settings_.node_id, aors);
+    if (auto* r = static_cast<redisReply*>(redisCommand(c, "INFO server"))) {
+      if (r->type == REDIS_REPLY_STRING) run_id_ = Lane::run_id_of({r->str, r->len});
+      freeReplyObject(r);
+    }
     redisFree(c);
     uint64_t id = 1;
     for (auto& [aor, bindings] : aors)
@@ -304,353 +786,222 @@ core::Status RedisStore::open(std::vector<StoredBinding>& loaded) {
     if (ok) SB_INFO("location: redis %s: read %zu AORs", where.c_str(), aors.size());
     else SB_WARN("location: redis %s: reading the stored bindings failed; catching up later", where.c_str());
   } else {
-    std::lock_guard lock(mu_);
-    set_link(true, false);
+    link_changed(0);
   }
-  {
-    std::lock_guard lock(mu_);
-    running_ = true;
-    stopping_ = false;
+  stopping_ = false;
+  running_ = true;
+  if (settings_.lanes == 0) {
+    std::promise<void> started;
+    auto ready = started.get_future();
+    own_thread_ = std::thread([this, &started] { run_own_loop(started); });
+    ready.wait();  // attached before the first change can come
   }
-  {
-    std::lock_guard lock(fmu_);
-    fstopping_ = false;
-  }
-  writer_ = std::thread([this] { run_writer(); });
-  reader_ = std::thread([this] { run_reader(); });
-  subscriber_ = std::thread([this] { run_subscriber(); });
   return {};
+}
+
+void RedisStore::run_own_loop(std::promise<void>& started) {
+  core::log::set_thread_name("redis");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lanes_[0]->start(&loop);
+  started.set_value();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
+void RedisStore::attach(uint32_t lane, uv_loop_s* loop) {
+  if (settings_.lanes == 0 || lane >= lanes_.size() || !running_) return;
+  lanes_[lane]->start(loop);
+}
+
+void RedisStore::detach(uint32_t lane) {
+  if (settings_.lanes == 0 || lane >= lanes_.size()) return;
+  lanes_[lane]->stop();
 }
 
 void RedisStore::set_remote_sink(RemoteSink sink) { sink_ = std::move(sink); }
 
+RedisStore::Lane& RedisStore::lane_for(std::string_view aor) {
+  return *lanes_[std::hash<std::string_view>{}(aor) % lanes_.size()];
+}
+
+RedisStore::Lane* RedisStore::current_lane() {
+  const auto me = std::this_thread::get_id();
+  for (auto& l : lanes_)
+    if (l->thread.load(std::memory_order_relaxed) == me) return l.get();
+  return nullptr;
+}
+
 void RedisStore::enqueue(Op op) {
-  std::lock_guard lock(mu_);
   if (!running_ || stopping_) return;
-  if (queue_.size() >= capacity_) {
-    ++stats_.dropped;
-    SB_LOG_RL(Warn, {}, "location: redis queue full (%zu changes); change for %s dropped", capacity_,
-              op.aor.c_str());
-    return;
+  {
+    std::lock_guard lock(mu_);
+    if (unacked_total_ >= capacity_) {
+      ++stats_.dropped;
+      SB_LOG_RL(Warn, {}, "location: redis queue full (%zu changes); change for %s dropped", capacity_,
+                op.aor.c_str());
+      return;
+    }
+    ++unacked_[op.aor];
+    ++unacked_total_;
+    if (tracking_) touched_.insert(op.aor);
   }
+  lane_for(op.aor).post(std::move(op));
+}
+
+void RedisStore::acked(const Op& op) {
+  std::lock_guard lock(mu_);
+  auto it = unacked_.find(op.aor);
+  if (it != unacked_.end() && --it->second == 0) unacked_.erase(it);
+  if (unacked_total_ > 0) --unacked_total_;
   if (tracking_) touched_.insert(op.aor);
-  queue_.push_back(std::move(op));
-  wake_.notify_one();
+  if (unacked_total_ == 0) acked_.notify_all();
+}
+
+void RedisStore::track(std::string_view aor) {
+  std::lock_guard lock(mu_);
+  if (tracking_) touched_.emplace(aor);
+}
+
+void RedisStore::set_tracking() {
+  std::lock_guard lock(mu_);
+  touched_.clear();
+  tracking_ = true;
+}
+
+void RedisStore::fetched(Op& op, bool ok, bool timed_out) {
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.fetches;
+    if (timed_out) ++stats_.fetch_failures;
+  }
+  if (op.done) op.done(ok);
+}
+
+void RedisStore::link_changed(int delta, bool quiet) {
+  std::lock_guard lock(mu_);
+  links_up_ += delta;
+  if (delta < 0 && !quiet) ++stats_.disconnects;
+  const bool degraded = links_up_ < links_total_;
+  if (degraded && delta <= 0 && !warned_ && !stopping_ && !quiet) {
+    // Logged once per outage: registrations go on in the local table meanwhile.
+    SB_WARN("location: redis %s unreachable; degraded (bindings stay local and are written when it is back)",
+            settings_.servers.empty() ? "" : settings_.servers.front().c_str());
+    warned_ = true;
+  } else if (!degraded && warned_) {
+    SB_INFO("location: redis reachable again; writing %zu queued changes", unacked_total_);
+    warned_ = false;
+  }
+  stats_.degraded = degraded;
+  acked_.notify_all();
+}
+
+void RedisStore::finish_resync(Lane& l, bool ok) {
+  std::unordered_set<std::string> skip;
+  bool restarted = false;
+  {
+    std::lock_guard lock(mu_);
+    tracking_ = false;
+    skip.swap(touched_);
+    if (!ok) return;
+    // Changes made here since the scan began, or still on their way, are newer than what it read.
+    for (const auto& [aor, n] : unacked_) skip.insert(aor);
+    restarted = !run_id_.empty() && !l.scan_run_id.empty() && l.scan_run_id != run_id_;
+    if (!l.scan_run_id.empty()) run_id_ = l.scan_run_id;
+  }
+  std::unordered_set<std::string> present;
+  for (auto& [aor, bindings] : l.scanned) {
+    present.insert(aor);
+    if (!skip.count(aor) && sink_.apply) sink_.apply(aor, std::move(bindings));
+  }
+  if (sink_.reconcile)
+    sink_.reconcile(
+        [&](std::string_view aor) {
+          std::string k(aor);
+          return present.count(k) > 0 || skip.count(k) > 0;
+        },
+        restarted);
+  if (restarted) SB_WARN("location: redis restarted; this node's bindings it lacked are written again");
+  SB_DEBUG("location: redis resync: %zu AORs", l.scanned.size());
 }
 
 void RedisStore::save(StoredBinding row) {
-  std::string field = redis_field(row.binding.contact, row.binding.instance, row.binding.reg_id);
-  enqueue(Op{OpKind::Set, std::move(row.aor), std::move(field), {}, std::move(row.binding)});
+  Op op;
+  op.kind = Op::Kind::Set;
+  op.field = redis_field(row.binding.contact, row.binding.instance, row.binding.reg_id);
+  op.aor = std::move(row.aor);
+  op.binding = std::move(row.binding);
+  enqueue(std::move(op));
 }
 
 void RedisStore::erase(uint64_t) {}
 
 void RedisStore::remove(const BindingKey& key) {
   if (key.aor.empty()) return;
-  Op op{key.expired ? OpKind::Expire : OpKind::Del, std::string(key.aor),
-        redis_field(key.contact, key.instance, key.reg_id),
-        key.expired ? std::to_string(key.expires_at) : std::string(), {}};
+  Op op;
+  op.kind = key.expired ? Op::Kind::Expire : Op::Kind::Del;
+  op.aor = std::string(key.aor);
+  op.field = redis_field(key.contact, key.instance, key.reg_id);
+  if (key.expired) op.value = std::to_string(key.expires_at);
   enqueue(std::move(op));
 }
 
-bool RedisStore::write_batch(redisContext* c, std::vector<Op>& ops, size_t& done) {
-  static const std::string script(kChangeScript);
-  for (const Op& op : ops) {
-    std::string key = key_prefix_ + op.aor;
-    if (op.kind == OpKind::Refresh) {
-      redisAppendCommand(c, "HGETALL %b", key.data(), key.size());
-      continue;
-    }
-    const char* name = op.kind == OpKind::Set ? "set" : op.kind == OpKind::Del ? "del" : "expire";
-    std::string encoded;
-    if (op.kind == OpKind::Set) encoded = redis_encode(op.binding, settings_.node_id, settings_.node_uri);
-    const std::string& value = op.kind == OpKind::Set ? encoded : op.value;
-    const char* argv[] = {"EVAL", script.c_str(), "1", key.c_str(), name, op.field.c_str(),
-                          value.c_str(), channel_.c_str(), op.aor.c_str()};
-    size_t lens[] = {4, script.size(), 1, key.size(), strlen(name), op.field.size(),
-                     value.size(), channel_.size(), op.aor.size()};
-    redisAppendCommandArgv(c, 9, argv, lens);
-  }
-  for (; done < ops.size(); ++done) {
-    void* v = nullptr;
-    if (redisGetReply(c, &v) != REDIS_OK) return false;
-    auto* r = static_cast<redisReply*>(v);
-    const Op& op = ops[done];
-    if (r->type == REDIS_REPLY_ERROR) {
-      std::lock_guard lock(mu_);
-      ++stats_.errors;
-      SB_LOG_RL(Error, {}, "location: redis refused a change for %s: %.*s", op.aor.c_str(),
-                static_cast<int>(std::min<size_t>(r->len, 200)), r->str);
-    } else if (op.kind == OpKind::Refresh) {
-      if (sink_.apply) sink_.apply(op.aor, decode_hash(r, settings_.node_id, op.aor));
-      std::lock_guard lock(mu_);
-      ++stats_.refreshes;
-    }
-    freeReplyObject(r);
-  }
-  return true;
-}
-
-bool RedisStore::resync(redisContext* c) {
-  {
-    std::lock_guard lock(mu_);
-    touched_.clear();
-    tracking_ = true;
-  }
-  std::vector<std::pair<std::string, std::vector<Binding>>> aors;
-  bool ok = load_all(c, aors);
-  std::unordered_set<std::string> touched;
-  {
-    std::lock_guard lock(mu_);
-    tracking_ = false;
-    touched.swap(touched_);
-  }
-  if (!ok) return false;
-  if (!sink_.apply) return true;
-  // A change made here since the scan began is newer than what the scan read. An AOR the
-  // table holds and Redis does not is kept (cluster.md "Redis unavailable"): Redis may have
-  // come back empty, and the bindings expire on their own.
-  for (auto& [aor, bindings] : aors)
-    if (!touched.count(aor)) sink_.apply(aor, std::move(bindings));
-  SB_DEBUG("location: redis resync: %zu AORs", aors.size());
-  return true;
-}
-
-void RedisStore::run_writer() {
-  core::log::set_thread_name("redis-writer");
-  redisContext* c = nullptr;
-  std::unique_lock lock(mu_);
-  for (;;) {
-    if (stopping_ && queue_.empty()) break;
-    if (!c) {
-      lock.unlock();
-      c = connect(settings_.connect_timeout_ms, nullptr);
-      lock.lock();
-      if (!c) {
-        set_link(true, false);
-        if (stopping_) break;  // one last try to write what is queued, then give up
-        // Nobody waits for a write that cannot happen now.
-        flush_done_ = flush_asked_;
-        done_.notify_all();
-        wake_.wait_for(lock, std::chrono::milliseconds(settings_.reconnect_ms), [this] { return stopping_; });
-        continue;
-      }
-      set_link(true, true);
-    }
-    if (queue_.empty() && !resync_pending_) {
-      if (flush_done_ < flush_asked_) {
-        flush_done_ = flush_asked_;
-        done_.notify_all();
-      }
-      wake_.wait(lock, [this] {
-        return stopping_ || !queue_.empty() || resync_pending_ || flush_done_ < flush_asked_;
-      });
-      continue;
-    }
-    const uint64_t asked = flush_asked_;
-    std::vector<Op> batch;
-    while (!queue_.empty() && batch.size() < kBatch) {
-      batch.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-      if (batch.back().kind == OpKind::Refresh) refresh_pending_.erase(batch.back().aor);
-    }
-    const bool resyncing = batch.empty();
-    if (resyncing) resync_pending_ = false;
-    lock.unlock();
-    size_t done = 0;
-    bool ok = resyncing ? resync(c) : write_batch(c, batch, done);
-    lock.lock();
-    if (!ok) {
-      // Lost the connection: what was not answered goes back to the front, in order (a change
-      // applied twice is harmless); re-reads are covered by the resync that follows.
-      for (size_t i = batch.size(); i-- > done;)
-        if (batch[i].kind != OpKind::Refresh) queue_.push_front(std::move(batch[i]));
-      redisFree(c);
-      c = nullptr;
-      ++stats_.errors;
-      resync_pending_ = true;
-      set_link(true, false);
-      if (stopping_) break;  // a hung Redis must not hold the shutdown forever
-      continue;
-    }
-    for (const Op& op : batch) stats_.written += op.kind == OpKind::Refresh ? 0 : 1;
-    ++stats_.batches;
-    if (queue_.empty() && flush_done_ < asked) {
-      flush_done_ = asked;
-      done_.notify_all();
-    }
-  }
-  if (c) redisFree(c);
-  flush_done_ = flush_asked_;
-  done_.notify_all();
-}
-
-void RedisStore::run_subscriber() {
-  core::log::set_thread_name("redis-sub");
-  for (;;) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
-    redisContext* c = connect(settings_.connect_timeout_ms, nullptr);
-    bool subscribed = false;
-    if (c) {
-      auto* r = static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel_.data(), channel_.size()));
-      subscribed = r && r->type == REDIS_REPLY_ARRAY;
-      if (r) freeReplyObject(r);
-    }
-    if (subscribed) {
-      std::lock_guard lock(mu_);
-      set_link(false, true);
-      // Changes made while we were not listening: re-read everything.
-      resync_pending_ = true;
-      wake_.notify_one();
-    }
-    while (subscribed) {
-      pollfd fds[2] = {{c->fd, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
-      int n = poll(fds, 2, -1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 || (fds[1].revents & POLLIN)) break;
-      if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      if (redisBufferRead(c) != REDIS_OK) break;
-      void* v = nullptr;
-      bool bad = false;
-      while (!bad) {
-        if (redisReaderGetReply(c->reader, &v) != REDIS_OK) {
-          bad = true;
-          break;
-        }
-        if (!v) break;
-        auto* r = static_cast<redisReply*>(v);
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->type == REDIS_REPLY_STRING &&
-            std::string_view(r->element[0]->str, r->element[0]->len) == "message") {
-          std::string aor(r->element[2]->str, r->element[2]->len);
-          std::lock_guard lock(mu_);
-          if (refresh_pending_.insert(aor).second) {
-            if (queue_.size() < capacity_) {
-              queue_.push_back(Op{OpKind::Refresh, std::move(aor), {}, {}, {}});
-            } else {
-              refresh_pending_.erase(aor);
-              resync_pending_ = true;  // cheaper than losing the change
-            }
-            wake_.notify_one();
-          }
-        }
-        freeReplyObject(r);
-      }
-      if (bad) break;
-    }
-    if (c) redisFree(c);
-    std::unique_lock lock(mu_);
-    set_link(false, false);
-    if (stopping_) return;
-    wake_.wait_for(lock, std::chrono::milliseconds(subscribed ? 0 : settings_.reconnect_ms),
-                   [this] { return stopping_; });
-  }
-}
-
 bool RedisStore::fetch(std::string_view aor, std::function<void(bool ok)> done) {
+  if (!running_ || stopping_) return false;
   {
     std::lock_guard lock(mu_);
     // Degraded: answer from the local table at once rather than wait for a timeout.
-    if (!running_ || stopping_ || stats_.degraded) return false;
+    if (stats_.degraded) return false;
   }
-  std::lock_guard lock(fmu_);
-  if (fetches_.size() >= kMaxFetches) return false;
-  fetches_.push_back(Fetch{std::string(aor), std::move(done), std::chrono::steady_clock::now()});
-  fwake_.notify_one();
+  Op op;
+  op.kind = Op::Kind::Fetch;
+  op.aor = std::string(aor);
+  op.done = std::move(done);
+  if (Lane* l = current_lane()) {
+    // The asking worker's own connection: no hand-off.
+    Conn& c = l->read_conn();
+    if (!c.up) return false;
+    if (!l->send(c, op)) return false;
+    return true;
+  }
+  lane_for(aor).post(std::move(op));
   return true;
 }
 
-void RedisStore::run_reader() {
-  core::log::set_thread_name("redis-reader");
-  redisContext* c = nullptr;
-  const auto timeout = std::chrono::milliseconds(settings_.command_timeout_ms);
-  for (;;) {
-    Fetch f;
-    {
-      std::unique_lock lock(fmu_);
-      fwake_.wait(lock, [this] { return fstopping_ || !fetches_.empty(); });
-      if (fetches_.empty()) break;  // stopping
-      f = std::move(fetches_.front());
-      fetches_.pop_front();
-    }
-    bool ok = false;
-    bool timed_out = true;  // a read that waited its whole timeout in the queue: unread
-    std::vector<Binding> bindings;
-    bool stopping;
-    {
-      std::lock_guard lock(fmu_);
-      stopping = fstopping_;
-    }
-    if (!stopping && std::chrono::steady_clock::now() - f.queued < timeout) {
-      timed_out = false;
-      if (!c) c = connect(settings_.connect_timeout_ms, nullptr);
-      if (c) {
-        ok = read_aor(c, f.aor, bindings);
-        if (!ok) {
-          // No answer within command_timeout_ms (the socket timed out) vs Redis gone (refused,
-          // closed): only the first fails the request; without Redis it goes on locally.
-          int err = errno;
-          timed_out = c->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK);
-          redisFree(c);
-          c = nullptr;
-        }
-      }
-    }
-    // Nothing there changes nothing: a REGISTER may have added the AOR locally meanwhile.
-    if (ok && !bindings.empty() && sink_.apply) sink_.apply(f.aor, std::move(bindings));
-    {
-      std::lock_guard lock(mu_);
-      ++stats_.fetches;
-      if (timed_out) ++stats_.fetch_failures;
-    }
-    f.done(!timed_out);
-  }
-  if (c) redisFree(c);
-}
-
 void RedisStore::flush() {
-  std::unique_lock lock(mu_);
   if (!running_) return;
-  uint64_t asked = ++flush_asked_;
-  wake_.notify_all();
-  done_.wait(lock, [&] { return flush_done_ >= asked || !running_; });
+  for (auto& l : lanes_) {
+    std::lock_guard lock(l->mu);
+    if (l->attached) uv_async_send(&l->async);
+  }
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(settings_.connect_timeout_ms + settings_.command_timeout_ms + 100);
+  std::unique_lock lock(mu_);
+  acked_.wait_until(lock, deadline, [&] {
+    return unacked_total_ == 0 || attached_lanes_.load() == 0 || (stats_.degraded && warned_);
+  });
 }
 
 void RedisStore::close() {
-  {
-    std::lock_guard lock(mu_);
-    if (!running_) return;
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (wake_pipe_[1] >= 0) {
-    char b = 1;
-    ssize_t w = ::write(wake_pipe_[1], &b, 1);
-    (void)w;
-  }
-  {
-    std::lock_guard lock(fmu_);
-    fstopping_ = true;
-  }
-  fwake_.notify_all();
-  if (writer_.joinable()) writer_.join();
-  if (subscriber_.joinable()) subscriber_.join();
-  if (reader_.joinable()) reader_.join();
-  for (int& fd : wake_pipe_)
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
+  if (!running_) return;
+  flush();
+  stopping_ = true;
+  if (own_thread_.joinable()) {
+    Lane& l = *lanes_[0];
+    {
+      std::lock_guard lock(l.mu);
+      l.stop_loop = true;
+      if (l.attached) uv_async_send(&l.async);
     }
-  std::lock_guard lock(mu_);
+    own_thread_.join();
+  }
   running_ = false;
 }
 
 StoreStats RedisStore::stats() const {
   std::lock_guard lock(mu_);
   StoreStats s = stats_;
-  s.queued = queue_.size();
+  s.queued = unacked_total_;
   return s;
 }
 

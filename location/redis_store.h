@@ -8,29 +8,37 @@
 // The node's LocationService stays the fast path: it is a full replica. Other nodes' changes
 // arrive by pub/sub and are re-read (HGETALL) into the table through the RemoteSink; after
 // every (re)connection of the subscriber the whole keyspace is re-read, which also catches
-// up on what was missed (an AOR Redis lacks is kept: it may have come back empty). Workers never talk to Redis: save()/remove() only queue (bounded, never block).
-// Two threads of our own do the blocking I/O: the writer (commands, with timeouts) and the
-// subscriber.
+// up on what was missed (RemoteSink::reconcile for AORs Redis lacks).
 //
-// Redis unreachable: the queue keeps the changes (up to queue_capacity, then they are dropped
-// and counted), stats().degraded is set, a warning is logged once, and the writer retries
-// every reconnect_ms; when Redis is back the queue is written, then the keyspace re-read.
+// I/O: hiredis's async API on the workers' own libuv loops (Store::attach). Worker i is
+// "lane" i: it holds pool_size command connections; an AOR's changes (and the re-reads
+// pub/sub asks for) go over connection hash(AOR) of lane hash(AOR), so they reach Redis in
+// the order they were made; a read-through (fetch) goes over the asking worker's own
+// connections. save()/remove() may be called on any thread: they hand the change to its lane
+// (a short lock and a uv_async wake-up, never I/O). Lane 0 also holds the subscriber and does
+// the re-reads. Command and connect timeouts are enforced by a timer per lane. Nothing
+// blocks a loop. open() alone reads synchronously, on the caller's thread (start-up, a
+// reload's preparation: the main thread).
+//
+// Redis unreachable: each connection keeps its changes (all together up to queue_capacity,
+// then they are dropped and counted), stats().degraded is set, a warning is logged once, and
+// connections are retried every reconnect_ms; when Redis is back the changes are written in
+// order, then the keyspace re-read.
 #pragma once
 #include <atomic>
-#include <chrono>
-#include <functional>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "location/store.h"
-
-struct redisContext;
 
 namespace sb::location {
 
@@ -58,78 +66,69 @@ class RedisStore final : public Store {
   RedisStore& operator=(const RedisStore&) = delete;
 
   // Reads every stored AOR (when Redis answers; otherwise starts degraded with an empty
-  // table and catches up when it comes) and starts the writer and the subscriber.
+  // table and catches up when it comes). With settings.lanes == 0, starts its own loop.
   core::Status open(std::vector<StoredBinding>& loaded) override;
   void save(StoredBinding row) override;
   void erase(uint64_t id) override;  // unused: the table removes through remove()
   void remove(const BindingKey& key) override;
   void set_remote_sink(RemoteSink sink) override;
+  void attach(uint32_t lane, uv_loop_s* loop) override;
+  void detach(uint32_t lane) override;
   bool shared() const override { return true; }
-  // On a third thread with its own connection, so a read never waits behind queued writes.
   bool fetch(std::string_view aor, std::function<void(bool ok)> done) override;
+  // Waits until every change queued so far is answered, Redis is unreachable, no lane is
+  // attached, or connect + command timeout passed.
   void flush() override;
   void close() override;
   StoreStats stats() const override;
 
- private:
-  enum class OpKind : uint8_t { Set, Del, Expire, Refresh };
-  struct Op {
-    OpKind kind;
-    std::string aor;
-    std::string field;
-    std::string value;  // Expire: the expiry it had
-    Binding binding;    // Set: encoded by the writer, not on the worker under its shard lock
-  };
+  struct Op;
+  struct Pending;
+  struct Conn;
+  struct Lane;
 
+ private:
+  friend struct Lane;
+  friend struct Conn;
   void enqueue(Op op);
-  void run_writer();
-  void run_subscriber();
-  void run_reader();
-  redisContext* connect(uint32_t timeout_ms, std::string* where);
-  bool write_batch(redisContext* c, std::vector<Op>& ops, size_t& done);
-  bool resync(redisContext* c);
-  bool read_aor(redisContext* c, const std::string& aor, std::vector<Binding>& out);
-  bool load_all(redisContext* c, std::vector<std::pair<std::string, std::vector<Binding>>>& out);
-  void set_link(bool writer, bool up);
+  Lane& lane_for(std::string_view aor);
+  Lane* current_lane();
+  // A link came up (+1), went down (-1) or could not be made (0); quiet: the lane is stopping.
+  void link_changed(int delta, bool quiet = false);
+  void acked(const Op& op);           // a change answered (or given up): no longer on its way
+  void track(std::string_view aor);   // an AOR re-read while the keyspace is re-read
+  void set_tracking();
+  void fetched(Op& op, bool ok, bool timed_out);
+  void finish_resync(Lane& l, bool ok);
+  void run_own_loop(std::promise<void>& started);
 
   const RedisSettings settings_;
   const size_t capacity_;
   const std::string key_prefix_;  // <prefix>aor:
   const std::string channel_;     // <prefix>changes
   RemoteSink sink_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  int links_total_ = 0;                 // command connections of every lane + the subscriber
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
-  std::deque<Op> queue_;
-  std::unordered_set<std::string> refresh_pending_;
-  bool resync_pending_ = false;
-  bool running_ = false;
-  bool stopping_ = false;
-  uint64_t flush_asked_ = 0;
-  uint64_t flush_done_ = 0;
-  bool writer_up_ = false;
-  bool subscriber_up_ = false;
-  bool warned_ = false;  // "unreachable" logged since the last time it was up
-  // AORs changed here while a resync scans: the scan's copy of them is older.
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> attached_lanes_{0};
+
+  mutable std::mutex mu_;               // stats_, links_up_, warned_, the pending writes
+  std::condition_variable acked_;
+  StoreStats stats_;
+  int links_up_ = 0;
+  bool warned_ = false;
+  // Changes not yet answered by Redis, by AOR: a re-read must not overwrite what is on its way.
+  std::unordered_map<std::string, uint32_t> unacked_;
+  size_t unacked_total_ = 0;
+  // AORs changed or acknowledged while a re-read of the keyspace runs.
   bool tracking_ = false;
   std::unordered_set<std::string> touched_;
-  StoreStats stats_;
-  std::thread writer_;
-  std::thread subscriber_;
+  std::string run_id_;                  // the Redis process last read (INFO server)
 
-  struct Fetch {
-    std::string aor;
-    std::function<void(bool)> done;
-    std::chrono::steady_clock::time_point queued;
-  };
-  static constexpr size_t kMaxFetches = 1024;
-  std::mutex fmu_;  // the reader's queue (never taken together with mu_)
-  std::condition_variable fwake_;
-  std::deque<Fetch> fetches_;
-  bool fstopping_ = false;
-  std::thread reader_;
-  int wake_pipe_[2] = {-1, -1};  // wakes the subscriber's poll() on close
+  // settings.lanes == 0: lane 0 on a loop of our own.
+  std::thread own_thread_;
 };
 
 }  // namespace sb::location

@@ -13,6 +13,8 @@
 #include "core/result.h"
 #include "location/binding.h"
 
+struct uv_loop_s;
+
 namespace sb::location {
 
 // One row: the binding, its AOR and the id that names it in the store.
@@ -48,10 +50,15 @@ struct BindingKey {
 };
 
 // How a cluster store keeps the table a replica of the shared store. Called on the store's
-// own threads, never under a shard lock.
+// loops (the workers'), never under a shard lock.
 struct RemoteSink {
   // The AOR's bindings as the shared store now holds them (empty: none left).
   std::function<void(std::string_view aor, std::vector<Binding> bindings)> apply;
+  // After the whole shared store was re-read (a reconnection): for every AOR the table holds
+  // and `in_store(aor)` says the shared store lacks, drop the other nodes' bindings (removed
+  // while we were not listening) and, when `restarted` (the shared store is a new process that
+  // may have lost data), write this node's own bindings to it again.
+  std::function<void(const std::function<bool(std::string_view aor)>& in_store, bool restarted)> reconcile;
 };
 
 class Store {
@@ -69,10 +76,19 @@ class Store {
   // Shared stores only: where to report other nodes' changes (set by LocationService::start
   // before open()). The others ignore it.
   virtual void set_remote_sink(RemoteSink sink) { (void)sink; }
+  // Stores that do their I/O on the workers' loops (Redis): worker `lane` lends its loop,
+  // called on that worker's thread; detach() before the loop stops (same thread). A store
+  // attaches each lane once; both are no-ops for the others.
+  virtual void attach(uint32_t lane, uv_loop_s* loop) {
+    (void)lane;
+    (void)loop;
+  }
+  virtual void detach(uint32_t lane) { (void)lane; }
   // Is this a store other nodes share (Redis)? Only those answer fetch().
   virtual bool shared() const { return false; }
   // Shared stores only: read `aor` from the shared store into the table (through the sink),
-  // then call `done(ok)` on the store's thread, within the store's command timeout; ok is
+  // then call `done(ok)` on the store's loop (the caller's, when it is a worker that lent its
+  // loop), within the store's command timeout; ok is
   // false only when the store did not answer in time (unreachable counts as answered: the
   // table is all there is). False
   // (and `done` is not called) when there is nothing to wait for: not a shared store, the
@@ -100,6 +116,11 @@ struct RedisSettings {
   // This node's SIP URI ("sip:192.0.2.10:5060;transport=udp"): other nodes route a call for a
   // flow this node holds through it (RFC 3327 / RFC 5626). "" = they do not.
   std::string node_uri;
+  // Workers lending their loops (attach()): an AOR's changes go over the connections of
+  // worker hash(AOR) % lanes, in order. 0: the store runs one loop on a thread of its own
+  // (tools and tests without workers).
+  uint32_t lanes = 0;
+  uint32_t pool_size = 1;  // command connections per lane
 };
 
 struct StoreConfig {

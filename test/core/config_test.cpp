@@ -567,7 +567,7 @@ TEST_CASE("config: location.redis (the cluster backend)") {
   ConfigLoad r = parse(R"({"location": {"backend": "redis", "redis": {
       "servers": ["127.0.0.1:6380", "[::1]:6381", "redis.example:6379"], "prefix": "c1:",
       "node_id": "edge-1", "connect_timeout_ms": 200, "command_timeout_ms": 300,
-      "reconnect_ms": 400, "queue_capacity": 500}}})");
+      "reconnect_ms": 400, "queue_capacity": 500, "pool_size": 3}}})");
   REQUIRE_MESSAGE(r.ok(), (r.errors.empty() ? "" : r.errors[0]));
   const RedisLocationConfig& c = r.config->location.redis;
   CHECK(r.config->location.backend == "redis");
@@ -577,6 +577,7 @@ TEST_CASE("config: location.redis (the cluster backend)") {
   CHECK(c.connect_timeout_ms == 200);
   CHECK(c.command_timeout_ms == 300);
   CHECK(c.reconnect_ms == 400);
+  CHECK(c.pool_size == 3);
   CHECK(c.queue_capacity == 500);
   CHECK(parse("{}").config->location.redis == RedisLocationConfig{});
 
@@ -589,7 +590,9 @@ TEST_CASE("config: location.redis (the cluster backend)") {
   CHECK(only_error(R"({"location": {"redis": {"node_id": "a b"}}})").rfind("location.redis.node_id:", 0) == 0);
   CHECK(only_error(R"({"location": {"redis": {"command_timeout_ms": 5}}})") ==
         "location.redis.command_timeout_ms: expected an integer from 10 to 60000, got 5");
-  CHECK(only_error(R"({"location": {"redis": {"pool_size": 2}}})").rfind("location.redis.pool_size: unknown key", 0) == 0);
+  CHECK(only_error(R"({"location": {"redis": {"pool_size": 0}}})") ==
+        "location.redis.pool_size: expected an integer from 1 to 16, got 0");
+  CHECK(only_error(R"({"location": {"redis": {"pool": 2}}})").rfind("location.redis.pool: unknown key", 0) == 0);
 }
 
 }  // namespace sb::core
