@@ -31,6 +31,7 @@ std::vector<transport::ListenerSpec> listener_specs(const core::Config& cfg) {
     s.protocol = *core::protocol_from_name(l.transport);
     s.bind = *core::Endpoint::parse(l.address, l.port);
     s.advertise_host = l.advertise;
+    s.symmetric = l.symmetric;
     specs.push_back(s);
   }
   return specs;
@@ -346,6 +347,11 @@ void Runtime::start_reload() {
     if (p) prepared = std::move(*p);
     else errors.push_back("location: " + core::describe(p.error()));
   }
+  for (size_t i = 0; i < next.listen.size(); ++i)
+    for (const auto& l : cur.listen)
+      if (l.transport == next.listen[i].transport && l.address == next.listen[i].address &&
+          l.port == next.listen[i].port && l.symmetric != next.listen[i].symmetric)
+        errors.push_back("listen[" + std::to_string(i) + "].symmetric: changing it on a listener that stays needs a restart");
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (next.limits.queue_capacity != cur.limits.queue_capacity)

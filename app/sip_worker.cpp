@@ -24,6 +24,26 @@ proxy::LocalIdentity identity_from(const core::Config& cfg) {
   return proxy::LocalIdentity(std::move(locals), cfg.domains);
 }
 
+proxy::LocalIdentity identity_from(const core::Config& cfg, const transport::Worker& w) {
+  std::vector<proxy::LocalListener> locals;
+  const auto& specs = w.listeners();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const transport::ListenerSpec& s = specs[i];
+    if (s.closed) continue;
+    proxy::LocalListener ll;
+    ll.protocol = s.protocol;
+    ll.address = s.bind.ip();
+    ll.host = s.advertise_host.empty() ? ll.address : s.advertise_host;
+    ll.port = s.bind.port();
+    ll.family = s.bind.family();
+    ll.slot = static_cast<int>(i);
+    ll.reply_port = s.reply_port(w.id());
+    ll.reply_ports = s.reply_ports;
+    locals.push_back(std::move(ll));
+  }
+  return proxy::LocalIdentity(std::move(locals), cfg.domains);
+}
+
 proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg) {
   proxy::RegistrarSettings r;
   r.min_expires = cfg.registrar.min_expires;
@@ -158,7 +178,7 @@ SipWorker::SipWorker(transport::Worker& worker, location::LocationService& locat
     : worker_(worker),
       location_(location),
       gen_(std::move(gen)),
-      identity_(identity_from(*gen_.config)),
+      identity_(identity_from(*gen_.config, worker)),
       registrar_(location, clock_, registrar_settings_from(*gen_.config)),
       services_(registrar_, location, identity_, gen_.config->registrar.proxy_foreign_domain),
       resolver_(std::move(resolver)) {
@@ -210,7 +230,7 @@ void SipWorker::configure(const core::Config& cfg) {
 
 void SipWorker::apply(WorkerGeneration gen) {
   const core::Config& cfg = *gen.config;
-  identity_ = identity_from(cfg);
+  identity_ = identity_from(cfg, worker_);
   registrar_.set_settings(registrar_settings_from(cfg));
   services_.set_proxy_foreign_register(cfg.registrar.proxy_foreign_domain);
   services_.set_auth(gen.auth, clock_, worker_.id());
@@ -249,7 +269,13 @@ void SipWorker::on_stop(transport::Worker&) {
 }
 
 bool SipWorker::send(const core::Peer& to, std::string_view bytes, uint64_t txn_id) {
-  return worker_.send(to, bytes, txn_id);
+  // A request leaves from the listener its Via names (ProxyCore::make_via picks it the same
+  // way); one that starts a client transaction from this worker's reply port on it, which
+  // that Via names, so its responses come back here (transport/listener.h).
+  if (bytes.starts_with("SIP/2.0 ")) return worker_.send(to, bytes, txn_id);
+  auto out = identity_.outgoing(to.protocol, to.endpoint.family());
+  int slot = out ? identity_.listeners()[*out].slot : -1;
+  return worker_.send(to, bytes, txn_id, slot, txn_id != 0);
 }
 
 void SipWorker::on_send_error(transport::Worker&, uint64_t cookie, const core::Peer& to) {
@@ -304,6 +330,13 @@ void SipWorker::on_message(transport::Worker&, transport::Inbound& in) {
       return;
     }
     m = &msg_;
+  }
+  // A CANCEL belongs with its INVITE (RFC 3261 §9.2), which is on the worker that read the
+  // INVITE; a UA that sent the CANCEL from another source port reached another worker.
+  // Round the ring: the last worker before the reader handles it as unmatched (481).
+  if (m->method() == core::Method::Cancel && worker_.workers() > 1 && !layer_->knows_cancel(*m)) {
+    uint32_t next = (worker_.id() + 1) % worker_.workers();
+    if (next != in.received_by && worker_.hand_off(next, in)) return;
   }
   count(*m);
   layer_->on_message(*m, in.from);

@@ -116,7 +116,10 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
 };
 
 // What a config sets in the proxy's parts; workers, every reload and `route-test` share these.
-proxy::LocalIdentity identity_from(const core::Config& cfg);  // the proxy's view of our listeners
+// The proxy's view of our listeners: from the configuration (route-test, no transport), or
+// from worker `w`'s listeners as bound (kernel-chosen ports, reply ports, transport slots).
+proxy::LocalIdentity identity_from(const core::Config& cfg);
+proxy::LocalIdentity identity_from(const core::Config& cfg, const transport::Worker& w);
 proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg);
 scripts::ScriptLimits script_limits_from(const core::Config& cfg);
 transport::SourceLimitSettings source_limits_from(const core::Config& cfg);  // config "security"

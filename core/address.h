@@ -61,6 +61,10 @@ struct Peer {
   Protocol protocol = Protocol::Udp;
   Endpoint endpoint;
   ConnectionId connection;
+  // UDP: the peer is reached over a flow it opened to our listening socket (RFC 5626, a NAT
+  // binding), so requests to it leave from that socket, never from a worker's reply port
+  // (transport/listener.h): a NAT lets in only what comes from where it sent.
+  bool flow = false;
 };
 
 }  // namespace sb::core

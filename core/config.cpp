@@ -204,6 +204,11 @@ class Checker {
     if (auto n = integer(v, path, lo, hi)) out = static_cast<T>(*n);
   }
 
+  void boolean_into(const Json& v, const std::string& path, bool& out) {
+    if (v.is_boolean()) out = v.get<bool>();
+    else fail(path, "expected true or false, got " + describe(v));
+  }
+
   std::optional<std::string> string(const Json& v, const std::string& path, const char* what) {
     if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
       fail(path, std::string("expected ") + what + ", got " + describe(v));
@@ -339,7 +344,10 @@ void read_listen(Checker& c, const Json& v, const std::string& path, Config& cfg
              [&](const Json& a, const std::string& p) {
                if (auto h = c.host(a, p)) l.advertise = *h;
              }},
+            {"symmetric", [&](const Json& x, const std::string& p) { c.boolean_into(x, p, l.symmetric); }},
         });
+    if (walked && l.symmetric && l.transport != "udp")
+      c.fail(child_path(ipath, "symmetric"), "only for udp listeners (a stream's requests and responses share its connection)");
     if (!walked || c.error_count() != errors_before) continue;
 
     // Two sockets cannot bind the same transport, address and port.
@@ -649,12 +657,7 @@ void read_dns(Checker& c, const Json& v, const std::string& path, DnsConfig& d) 
              {"greylist_s",
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 86400, d.greylist_s); }},
              {"prefer_ipv6",
-              [&](const Json& x, const std::string& p) {
-                if (x.is_boolean())
-                  d.prefer_ipv6 = x.get<bool>();
-                else
-                  c.fail(p, "expected true or false, got " + describe(x));
-              }},
+              [&](const Json& x, const std::string& p) { c.boolean_into(x, p, d.prefer_ipv6); }},
          });
 }
 
@@ -662,12 +665,7 @@ void read_admin(Checker& c, const Json& v, const std::string& path, AdminConfig&
   c.walk(v, path,
          {
              {"enabled",
-              [&](const Json& x, const std::string& p) {
-                if (x.is_boolean())
-                  a.enabled = x.get<bool>();
-                else
-                  c.fail(p, "expected true or false, got " + describe(x));
-              }},
+              [&](const Json& x, const std::string& p) { c.boolean_into(x, p, a.enabled); }},
              {"address",
               [&](const Json& x, const std::string& p) {
                 std::optional<Endpoint> ep;
@@ -738,10 +736,6 @@ void read_auth(Checker& c, const Json& v, const std::string& path, Draft& d) {
 
 // Config "security" (docs/security.md): trusted networks and flood protection.
 void read_security(Checker& c, const Json& v, const std::string& path, SecurityConfig& s) {
-  auto boolean = [&](const Json& x, const std::string& p, bool& out) {
-    if (x.is_boolean()) out = x.get<bool>();
-    else c.fail(p, "expected true or false, got " + describe(x));
-  };
   c.walk(v, path,
          {
              {"trusted",
@@ -769,7 +763,7 @@ void read_security(Checker& c, const Json& v, const std::string& path, SecurityC
               [&](const Json& x, const std::string& p) {
                 c.walk(x, p,
                        {
-                           {"enabled", [&](const Json& y, const std::string& q) { boolean(y, q, s.rate_limit); }},
+                           {"enabled", [&](const Json& y, const std::string& q) { c.boolean_into(y, q, s.rate_limit); }},
                            {"rate_per_s",
                             [&](const Json& y, const std::string& q) { c.integer_into(y, q, 1, 1000000, s.rate_per_s); }},
                            {"burst",
@@ -792,10 +786,6 @@ void read_security(Checker& c, const Json& v, const std::string& path, SecurityC
 // Config "tls" (docs/configuration.md): files, protocol floor, who gets verified.
 void read_tls(Checker& c, const Json& v, const std::string& path, TlsConfig& t) {
   t.enabled = true;
-  auto boolean = [&](const Json& x, const std::string& p, bool& out) {
-    if (x.is_boolean()) out = x.get<bool>();
-    else c.fail(p, "expected true or false, got " + describe(x));
-  };
   c.walk(v, path,
          {
              {"certificate",
@@ -816,8 +806,8 @@ void read_tls(Checker& c, const Json& v, const std::string& path, TlsConfig& t) 
               [&](const Json& x, const std::string& p) {
                 if (auto s = c.choice(x, p, {"1.2", "1.3"})) t.min_version = *s;
               }},
-             {"verify_client", [&](const Json& x, const std::string& p) { boolean(x, p, t.verify_client); }},
-             {"verify_server", [&](const Json& x, const std::string& p) { boolean(x, p, t.verify_server); }},
+             {"verify_client", [&](const Json& x, const std::string& p) { c.boolean_into(x, p, t.verify_client); }},
+             {"verify_server", [&](const Json& x, const std::string& p) { c.boolean_into(x, p, t.verify_server); }},
          });
 }
 

@@ -20,6 +20,9 @@ struct ListenerConfig {
   std::string address;    // IP literal in canonical form, IPv6 without brackets
   uint16_t port = 5060;    // default 5061 for "tls"
   std::string advertise;  // host for Via / Record-Route, IPv6 without brackets; "" = address
+  // UDP: send every request from the listening port instead of each worker's own reply port
+  // (transport/listener.h ListenerSpec::symmetric).
+  bool symmetric = false;
   bool operator==(const ListenerConfig&) const = default;
 };
 

@@ -2,18 +2,20 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "core/text.h"
 
 namespace sb::proxy {
 
-std::string LocalListener::hostport() const {
+std::string LocalListener::hostport(bool reply) const {
   std::string s;
   bool v6 = host.find(':') != std::string::npos;
   if (v6) s += '[';
   s += host;
   if (v6) s += ']';
   s += ':';
-  s += std::to_string(port);
+  s += std::to_string(reply && reply_port ? reply_port : port);
   return s;
 }
 
@@ -56,7 +58,8 @@ bool LocalIdentity::is_us(std::string_view host, uint16_t port, bool secure) con
   const uint16_t want = port ? port : (secure ? 5061 : 5060);
   bool port_match = false;
   for (const auto& l : listeners_) {
-    if (l.port != want) continue;
+    if (l.port != want && std::find(l.reply_ports.begin(), l.reply_ports.end(), want) == l.reply_ports.end())
+      continue;
     port_match = true;
     if (core::iequals(l.address, host) || core::iequals(l.host, host)) return true;
   }

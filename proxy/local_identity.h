@@ -21,8 +21,15 @@ struct LocalListener {
   std::string host;        // advertised host (or the address), IPv6 without brackets
   uint16_t port = 5060;
   int family = 0;          // AF_INET / AF_INET6
-  // "127.0.0.1:5060" / "[::1]:5060" for Via sent-by and Record-Route.
-  std::string hostport() const;
+  int slot = -1;           // the transport's index of this listener (transport::Inbound::listener)
+  // UDP: this worker's reply port on the listener (transport/listener.h), 0 when none; the
+  // Via of a request it forwards names it, so the responses come back to this worker. And
+  // every worker's: all of them are us.
+  uint16_t reply_port = 0;
+  std::vector<uint16_t> reply_ports;
+  // "127.0.0.1:5060" / "[::1]:5060" for Via sent-by and Record-Route; with `reply`, the
+  // reply port when there is one.
+  std::string hostport(bool reply = false) const;
 };
 
 class LocalIdentity {

@@ -120,12 +120,12 @@ std::string ProxyCore::local_tag(uint64_t unique) const {
   return "sb" + hex(settings_.worker_id) + "." + hex(unique);
 }
 
-std::string ProxyCore::make_via(size_t listener, std::string_view branch) const {
+std::string ProxyCore::make_via(size_t listener, std::string_view branch, bool reply) const {
   const LocalListener& l = identity_.listeners()[listener];
   std::string v = "SIP/2.0/";
   v += core::protocol_name(l.protocol);
   v += ' ';
-  v += l.hostport();
+  v += l.hostport(reply);
   v += ";branch=";
   v += branch;
   return v;
@@ -461,7 +461,7 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     }
     const core::Message& req = ctx.request;
     std::string branch = new_branch(ctx.loop_hash);
-    std::string via = make_via(*out, branch);
+    std::string via = make_via(*out, branch, true);
     via += ", ";
     via += top_via_with_received(req, ctx.source_);
 
@@ -925,7 +925,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
     if (!out) return;
     std::string branch;
     core::append_branch(branch, settings_.worker_id, h);
-    std::string via = make_via(*out, branch) + ", " + top_via_with_received(m, src);
+    std::string via = make_via(*out, branch, false) + ", " + top_via_with_received(m, src);
     core::SpliceEdits e;
     e.add_via = via;
     e.remove_top_via = true;

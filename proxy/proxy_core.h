@@ -108,7 +108,9 @@ class ProxyCore final : public TransactionUser {
   void forward_stateless_response(const core::Message& resp);
   void maybe_destroy(ResponseContext& ctx);
   ResponseContext* find_context(uint64_t id);
-  std::string make_via(size_t listener, std::string_view branch) const;
+  // Our Via for a request leaving from `listener`; `reply`: it starts a client transaction,
+  // so it names this worker's reply port when the listener has one (LocalListener).
+  std::string make_via(size_t listener, std::string_view branch, bool reply) const;
   std::string record_route_value(size_t listener) const;
   std::string new_branch(uint64_t loop);
   // The To tag of responses this worker generates ("sb<worker>.<unique>", hex).

@@ -295,6 +295,9 @@ class TransactionLayer {
   // RFC 3261 §9.2: the INVITE server transaction a CANCEL targets (matched as in §17.2.3
   // with method INVITE); nullptr when there is none.
   ServerTransaction* find_server_invite(const core::Message& cancel);
+  // Whether a CANCEL means anything here: its own server transaction (a retransmission) or
+  // the INVITE it targets exists on this layer.
+  bool knows_cancel(const core::Message& cancel) const;
 
   // An asynchronous send failure reported by the transport for a transaction's send.
   void on_transport_error(uint64_t txn_id);

@@ -93,6 +93,10 @@ ServerTransaction* TransactionLayer::find_server_invite(const core::Message& can
   return it == server_index_.end() ? nullptr : it->second;
 }
 
+bool TransactionLayer::knows_cancel(const core::Message& cancel) const {
+  return server_index_.count(server_key(cancel)) || server_index_.count(server_key(cancel, "INVITE"));
+}
+
 ClientTransaction* TransactionLayer::find_client(uint64_t id) {
   auto it = clients_.find(id);
   return it == clients_.end() ? nullptr : it->second.get();

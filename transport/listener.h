@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/address.h"
 
@@ -15,6 +16,14 @@ struct ListenerSpec {
   core::Endpoint bind;
   // Host for Via / Record-Route (e.g. a public name or the NAT's address); empty = bind ip.
   std::string advertise_host;
+  // UDP: send every request from this listening socket (config listen[].symmetric). When
+  // false, each worker also binds a reply socket on the same address (a port of its own,
+  // chosen by the kernel) and sends the requests it forwards from there with that port in
+  // its Via, so their responses come back to the worker that owns the transaction instead
+  // of to whichever worker SO_REUSEPORT picks (DESIGN.md "Threading": no hand-off).
+  bool symmetric = false;
+  // Filled in by the transport (UDP, not symmetric): worker i's reply port at [i].
+  std::vector<uint16_t> reply_ports;
   // Set by WorkerGroup::update_listeners() on a listener it removed: nothing is bound there
   // any more, but the slot keeps its index (connections accepted on it drain, messages in
   // flight still name it). Ignored in the specs given to start() / update_listeners().
@@ -24,6 +33,10 @@ struct ListenerSpec {
   // change in place).
   bool same_socket(const ListenerSpec& o) const {
     return protocol == o.protocol && bind == o.bind;
+  }
+  // Worker `worker`'s reply port, 0 when it has none (symmetric, stream, not bound yet).
+  uint16_t reply_port(uint32_t worker) const {
+    return worker < reply_ports.size() ? reply_ports[worker] : 0;
   }
 
   // advertise_host, or the bind IP in URI form ("[::1]" for IPv6).

@@ -7,12 +7,13 @@
 
 namespace sb::transport {
 
-// Response: the worker encoded in our branch (core::branch_worker) when the branch is ours
-// and names an existing worker; otherwise like a request.
-// Request: hash(top Via branch + sent-by) % workers when the branch has the RFC 3261 magic
-// cookie (ACK for a non-2xx and CANCEL carry the INVITE's branch, §17.2.3 / §9.2, so they
-// land on the INVITE's owner); else hash(Call-ID) % workers (RFC 2543 peers).
-// Always 0 when workers <= 1. Stable across processes (FNV-1a, not std::hash).
-uint32_t owner_of(const core::Message& m, uint32_t workers);
+// A response to one of our branches: the worker encoded in it (core::branch_worker), when
+// that is one of ours. Anything else (every request, a response to a branch not ours)
+// belongs to `receiver`, the worker that read it: SO_REUSEPORT keeps a UDP source on one
+// worker's socket, so a request's retransmissions, its ACK and its CANCEL arrive where the
+// request did, and a stream's messages all arrive on the worker holding the connection.
+// Responses reach their owner directly too when the request left from its worker's reply
+// port (transport/listener.h); otherwise they are handed to it.
+uint32_t owner_of(const core::Message& m, uint32_t workers, uint32_t receiver);
 
 }  // namespace sb::transport

@@ -88,7 +88,7 @@ int probe_unused(core::Protocol protocol, const core::Endpoint& bind) {
 }
 
 UdpSocket* UdpSocket::open(UvWorker& w, int listener, const core::Endpoint& bind,
-                           core::Endpoint& bound, std::string& detail) {
+                           core::Endpoint& bound, std::string& detail, bool shared) {
   auto* s = new UdpSocket(w, listener, bind.family());
   // recvmmsg (libuv >= 1.40): up to 20 datagrams per system call under load.
   int err = uv_udp_init_ex(w.loop(), &s->udp_,
@@ -100,7 +100,7 @@ UdpSocket* UdpSocket::open(UvWorker& w, int listener, const core::Endpoint& bind
   }
   s->adopt(&s->udp_);
   auto* h = reinterpret_cast<uv_handle_t*>(&s->udp_);
-  err = set_reuseport(h);
+  if (shared) err = set_reuseport(h);
   if (!err)
     err = uv_udp_bind(&s->udp_, bind.sa(), bind.family() == AF_INET6 ? UV_UDP_IPV6ONLY : 0);
   if (err) {

@@ -23,9 +23,10 @@ int probe_unused(core::Protocol protocol, const core::Endpoint& bind);
 class UdpSocket final : public HandleOwner {
  public:
   // Bound and receiving; nullptr (with `detail` set) on failure. `bound` gets the local
-  // address (the port the kernel chose when `bind` had port 0).
+  // address (the port the kernel chose when `bind` had port 0). `shared`: SO_REUSEPORT (a
+  // listener every worker binds); else the worker's own reply socket for that listener.
   static UdpSocket* open(UvWorker& w, int listener, const core::Endpoint& bind,
-                         core::Endpoint& bound, std::string& detail);
+                         core::Endpoint& bound, std::string& detail, bool shared = true);
 
   // false on an immediate failure; a later one is reported to worker `origin`.
   bool send(const core::Peer& to, std::string_view bytes, uint64_t cookie, uint32_t origin);

@@ -121,11 +121,16 @@ core::Status UvWorker::open(std::string& detail) {
   // into the group's list, which the later workers copy.
   listeners_ = group_.listeners;
   udp_.assign(listeners_.size(), nullptr);
+  reply_udp_.assign(listeners_.size(), nullptr);
   servers_.assign(listeners_.size(), nullptr);
   for (size_t i = 0; i < listeners_.size(); ++i) {
     listeners_[i].closed = false;
     if (core::Status st = open_listener(i, detail); !st) return st;
     if (id_ == 0) group_.listeners[i] = listeners_[i];
+    // Every worker's reply port goes into the group's list; WorkerGroup::start hands the
+    // completed list to every worker once all are open.
+    group_.listeners[i].reply_ports.resize(id_ + 1, 0);
+    group_.listeners[i].reply_ports[id_] = listeners_[i].reply_port(id_);
   }
   return {};
 }
@@ -145,6 +150,19 @@ core::Status UvWorker::open_listener(size_t i, std::string& detail) {
   if (spec.protocol == core::Protocol::Udp) {
     udp_[i] = UdpSocket::open(*this, idx, spec.bind, bound, detail);
     if (!udp_[i]) return core::Error{"cannot bind a UDP listener", 500};
+    if (!spec.symmetric) {
+      // This worker's own port on the listener's address (listener.h): what it reads there
+      // is delivered as read on the listener.
+      core::Endpoint any = spec.bind, reply;
+      any.set_port(0);
+      reply_udp_[i] = UdpSocket::open(*this, idx, any, reply, detail, false);
+      if (!reply_udp_[i]) {
+        std::exchange(udp_[i], nullptr)->release();
+        return core::Error{"cannot bind a UDP reply socket", 500};
+      }
+      spec.reply_ports.resize(std::max<size_t>(spec.reply_ports.size(), id_ + 1), 0);
+      spec.reply_ports[id_] = reply.port();
+    }
   } else if (spec.protocol == core::Protocol::Tcp || spec.protocol == core::Protocol::Tls) {
     // TLS is TCP underneath; the handshake starts per accepted connection.
     servers_[i] = TcpServer::open(*this, idx, spec.bind, bound, detail);
@@ -166,6 +184,7 @@ void UvWorker::set_listener_table(std::vector<ListenerSpec> table) {
   assert(table.size() >= listeners_.size());  // slots are never taken away
   listeners_ = std::move(table);
   udp_.resize(listeners_.size(), nullptr);
+  reply_udp_.resize(listeners_.size(), nullptr);
   servers_.resize(listeners_.size(), nullptr);
 }
 
@@ -195,6 +214,7 @@ void UvWorker::close_listeners(const std::vector<size_t>& slots) {
     // socket's close drops only connections not yet accepted; accepted ones are their own
     // handles and drain.
     if (udp_[i]) std::exchange(udp_[i], nullptr)->release();
+    if (reply_udp_[i]) std::exchange(reply_udp_[i], nullptr)->release();
     if (servers_[i]) std::exchange(servers_[i], nullptr)->release();
     listeners_[i].closed = true;
   }
@@ -236,6 +256,8 @@ void UvWorker::shut_down() {
   for (auto& [id, c] : connections_) conns.push_back(c);
   for (Connection* c : conns) c->close(false);
   for (UdpSocket*& s : udp_)
+    if (s) std::exchange(s, nullptr)->release();
+  for (UdpSocket*& s : reply_udp_)
     if (s) std::exchange(s, nullptr)->release();
   for (TcpServer*& s : servers_)
     if (s) std::exchange(s, nullptr)->release();
@@ -403,19 +425,23 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
     return;
   }
   if (from.protocol == core::Protocol::Tls && msg_.is_request()) note_alias(from);
-  uint32_t n = workers();
-  uint32_t owner = n > 1 ? owner_of(msg_, n) : id_;
+  uint32_t owner = owner_of(msg_, workers(), id_);
   if (owner == id_) {
     in.parsed = &msg_;
     deliver(in);
     return;
   }
-  if (group_.workers[owner]->push(HandOffTask::make(bytes, from, listener, id_))) {
+  hand_off(owner, in);
+}
+
+bool UvWorker::hand_off(uint32_t worker, const Inbound& in) {
+  if (worker < workers() && group_.workers[worker]->push(HandOffTask::make(in.bytes, in.from, in.listener, in.received_by))) {
     bump(c_.handoff_out);
-  } else {
-    bump(c_.handoff_dropped);
-    SB_LOG_RL(Warn, msg_.call_id(), "worker %u queue full: message dropped", owner);
+    return true;
   }
+  bump(c_.handoff_dropped);
+  SB_LOG_RL(Warn, {}, "worker %u queue full: message dropped", worker);
+  return false;
 }
 
 // RFC 5923 connection reuse: a TLS peer whose top Via offers ";alias" may be sent requests for
@@ -475,19 +501,19 @@ void UvWorker::deliver(Inbound& in) {
 // ---- sending ----
 
 bool UvWorker::send(const core::Peer& to, std::string_view bytes, uint64_t cookie,
-                    int via_listener) {
+                    int via_listener, bool from_reply_port) {
   assert(on_thread());
-  bool ok = send_from(id_, to, bytes, cookie, via_listener);
+  bool ok = send_from(id_, to, bytes, cookie, via_listener, from_reply_port);
   bump(ok ? c_.messages_out : c_.send_errors);
   return ok;
 }
 
 bool UvWorker::send_from(uint32_t origin, const core::Peer& to, std::string_view bytes,
-                         uint64_t cookie, int via_listener) {
+                         uint64_t cookie, int via_listener, bool from_reply_port) {
   if (stopping_) return false;
   switch (to.protocol) {
     case core::Protocol::Udp:
-      return send_udp(origin, to, bytes, cookie, via_listener);
+      return send_udp(origin, to, bytes, cookie, via_listener, from_reply_port);
     case core::Protocol::Tcp:
     case core::Protocol::Tls:
       return send_stream(origin, to, bytes, cookie, via_listener);
@@ -533,9 +559,12 @@ int UvWorker::pick_stream_listener(core::Protocol protocol, int via_listener,
 }
 
 bool UvWorker::send_udp(uint32_t origin, const core::Peer& to, std::string_view bytes,
-                        uint64_t cookie, int via_listener) {
+                        uint64_t cookie, int via_listener, bool from_reply_port) {
   if (!to.endpoint.valid()) return false;
   UdpSocket* s = pick_udp(via_listener, to.endpoint);
+  if (s && from_reply_port && !to.flow) {
+    if (UdpSocket* own = reply_udp_[static_cast<size_t>(s->listener())]) s = own;
+  }
   return s && s->send(to, bytes, cookie, origin);
 }
 

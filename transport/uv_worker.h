@@ -102,8 +102,9 @@ class UvWorker final : public Worker {
   uint32_t workers() const override { return static_cast<uint32_t>(group_.workers.size()); }
   uv_loop_t* loop() override { return &loop_; }
   void set_handler(MessageHandler* handler) override { handler_ = handler; }
-  bool send(const core::Peer& to, std::string_view bytes, uint64_t cookie,
-            int via_listener) override;
+  bool send(const core::Peer& to, std::string_view bytes, uint64_t cookie, int via_listener,
+            bool from_reply_port) override;
+  bool hand_off(uint32_t worker, const Inbound& in) override;
   bool post(std::function<void(Worker&)> fn) override;
   bool post_to(uint32_t worker, std::function<void(Worker&)> fn) override;
   const std::vector<ListenerSpec>& listeners() const override { return listeners_; }
@@ -156,7 +157,7 @@ class UvWorker final : public Worker {
   void notify_connection_closed(const core::Peer& peer);
   // send() on behalf of worker `origin` (origin == id() for our own sends).
   bool send_from(uint32_t origin, const core::Peer& to, std::string_view bytes, uint64_t cookie,
-                 int via_listener);
+                 int via_listener, bool from_reply_port = false);
   void receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
                           uint32_t received_by);
 
@@ -185,7 +186,7 @@ class UvWorker final : public Worker {
                            const core::Error& e);
 
   bool send_udp(uint32_t origin, const core::Peer& to, std::string_view bytes, uint64_t cookie,
-                int via_listener);
+                int via_listener, bool from_reply_port);
   bool send_stream(uint32_t origin, const core::Peer& to, std::string_view bytes,
                    uint64_t cookie, int via_listener);
   UdpSocket* pick_udp(int via_listener, const core::Endpoint& to) const;
@@ -224,6 +225,7 @@ class UvWorker final : public Worker {
   std::shared_ptr<const TlsContext> tls_;
   std::vector<ListenerSpec> listeners_;  // this worker's copy of the slot table
   std::vector<UdpSocket*> udp_;         // per listener; nullptr for stream / closed listeners
+  std::vector<UdpSocket*> reply_udp_;   // per listener: this worker's reply socket, or nullptr
   std::vector<TcpServer*> servers_;     // per listener; nullptr for UDP listeners
   std::unordered_map<uint32_t, Connection*> connections_;
   std::unordered_map<StreamKey, uint32_t, StreamKeyHash> by_endpoint_;

@@ -142,6 +142,9 @@ core::Status WorkerGroup::start(std::vector<ListenerSpec> listeners, uint32_t wo
     }
   }
 
+  // Each worker's copy of the list gets every worker's reply port (written as they opened).
+  for (auto& w : workers_) w->set_listener_table(state_->listeners);
+
   state_->on_start = std::move(on_worker_start);
   state_->started = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(workers));
   threads_.reserve(workers);
@@ -242,23 +245,42 @@ core::Status WorkerGroup::update_listeners(std::vector<ListenerSpec> next) {
       }, why))
     return fail(why);
   // 2. Worker 0 binds first (the probe for another holder of the address, and the port the
-  //    kernel picks for port 0), then the others bind what it bound.
+  //    kernel picks for port 0), then the others bind what it bound. Each reports its reply
+  //    ports ([slot][worker]; its own entry only).
   auto ports = std::make_shared<std::vector<uint16_t>>(added.size(), 0);
-  if (!run_step(workers_, {0}, [added, ports](detail::UvWorker& w) {
+  auto reply = std::make_shared<std::vector<std::vector<uint16_t>>>(
+      added.size(), std::vector<uint16_t>(workers_.size(), 0));
+  auto note_reply_ports = [added, reply](detail::UvWorker& w) {
+    for (size_t k = 0; k < added.size(); ++k) (*reply)[k][w.id()] = w.listeners()[added[k]].reply_port(w.id());
+  };
+  if (!run_step(workers_, {0}, [added, ports, note_reply_ports](detail::UvWorker& w) {
         std::string err = w.open_listeners(added);
-        if (err.empty())
+        if (err.empty()) {
           for (size_t k = 0; k < added.size(); ++k) (*ports)[k] = w.listeners()[added[k]].bind.port();
+          note_reply_ports(w);
+        }
         return err;
       }, why))
     return fail(why);
   for (size_t k = 0; k < added.size(); ++k) table[added[k]].bind.set_port((*ports)[k]);
   // (The table differs from step 1's only in those ports.)
-  if (!others.empty() && !run_step(workers_, others, [table, added](detail::UvWorker& w) {
+  if (!others.empty() && !run_step(workers_, others, [table, added, note_reply_ports](detail::UvWorker& w) {
         w.set_listener_table(table);
-        return w.open_listeners(added);
+        std::string err = w.open_listeners(added);
+        if (err.empty()) note_reply_ports(w);
+        return err;
       }, why))
     return fail(why);
-  for (size_t i : added) table[i].closed = false;
+  for (size_t k = 0; k < added.size(); ++k) {
+    table[added[k]].closed = false;
+    table[added[k]].reply_ports = (*reply)[k];
+  }
+  // Every worker learns the others' reply ports (its own sockets are open already).
+  if (!run_step(workers_, all, [table](detail::UvWorker& w) {
+        w.set_listener_table(table);
+        return std::string();
+      }, why))
+    return fail(why);
   // 3. Close the removed ones. Cannot fail; a worker slow to get there still does it.
   for (size_t i : removed) table[i].closed = true;
   if (!removed.empty() && !run_step(workers_, all, [removed](detail::UvWorker& w) {

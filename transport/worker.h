@@ -118,14 +118,27 @@ class Worker {
   // Sends one message (returns false on an immediate failure; later failures call
   // handler->on_send_error(cookie, to) on this worker).
   // UDP: from this worker's socket on `via_listener`, or the first UDP listener of the
-  // destination's family when -1. Streams: over `to.connection` when set (handed to the
+  // destination's family when -1; with `from_reply_port`, from this worker's reply socket
+  // of that listener instead (reply_port(); not when the listener is symmetric or `to` is a
+  // flow): a request whose Via names that port gets its responses on this worker. Streams: over `to.connection` when set (handed to the
   // owning worker when another worker owns it); if that connection has closed, or none is
   // set, over an open connection to `to.endpoint`, else a new one (connected
   // asynchronously, the bytes queued until then). TLS like TCP, over a TLS connection
   // (verifying the server's certificate: tls.h tls_peer_name); false without a TLS
   // context (WorkerGroup::set_tls). WS is not implemented yet: false.
   virtual bool send(const core::Peer& to, std::string_view bytes, uint64_t cookie,
-                    int via_listener = -1) = 0;
+                    int via_listener = -1, bool from_reply_port = false) = 0;
+  // This worker's reply port on UDP listener `listener` (ListenerSpec::reply_ports), 0 when
+  // it has none.
+  uint16_t reply_port(int listener) const {
+    const auto& ls = listeners();
+    return listener >= 0 && static_cast<size_t>(listener) < ls.size() ? ls[static_cast<size_t>(listener)].reply_port(id())
+                                                                      : 0;
+  }
+  // This worker's thread. Gives `in` (a message this worker read) to worker
+  // `worker` as if that one had read it (Inbound::received_by stays), e.g. a CANCEL whose
+  // INVITE is not here. False when that worker's queue is full.
+  virtual bool hand_off(uint32_t worker, const Inbound& in) = 0;
   // Thread-safe: run `fn` on this worker's thread. False when its bounded queue is full
   // (counted in queue_full) or the worker is stopping.
   virtual bool post(std::function<void(Worker&)> fn) = 0;

@@ -190,7 +190,7 @@ TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"location": {"sqlite": {"file": "x.db"}}})") ==
         "location.sqlite.file: unknown key; expected one of path, batch_ms, queue_capacity");
   CHECK(only_error(R"({"listen": [{"transport": "udp", "address": "::", "prot": 5060}]})") ==
-        "listen[0].prot: unknown key; expected one of transport, address, port, advertise "
+        "listen[0].prot: unknown key; expected one of transport, address, port, advertise, symmetric "
         "(did you mean \"port\"?)");
   // A key that would make the path ambiguous is quoted.
   CHECK(only_error(R"({"logging": {"a.b": 1}})") ==

@@ -1,6 +1,7 @@
 """Issue 5: calls through the stateful proxy with real SIPp peers on loopback, workers 1
 and 2: register then call with Record-Route honoured by both ends, parallel fork with
 CANCEL of the losing branch, CANCEL from the caller, and the §16.3 refusals."""
+import json
 import re
 import sbtest
 from sbtest import Proxy, UdpClient, check, register
@@ -29,8 +30,14 @@ def test_register_then_call_udp():
             # routing): it carries our Via.
             check(re.search(r"Record-Route: <sip:127\.0\.0\.1:%d;lr>" % p.port, trace), "Record-Route at callee")
             bye = trace[trace.find("BYE sip:"):]
-            check(re.search(r"Via: SIP/2.0/UDP 127\.0\.0\.1:%d;branch=z9hG4bKsb" % p.port, bye),
-                  "BYE came through the proxy:\n" + bye[:800])
+            via = re.search(r"Via: SIP/2.0/UDP 127\.0\.0\.1:(\d+);branch=z9hG4bKsb", bye)
+            check(via, "BYE came through the proxy:\n" + bye[:800])
+            # Its Via names the forwarding worker's own reply port, not the listener, so the
+            # 200 comes back to that worker: no message of the call changed workers.
+            check(int(via.group(1)) != p.port, "Via names a reply port: " + via.group(0))
+            st, body = sbtest.admin(p, "GET", "/stats")
+            handoffs = json.loads(body)["counters"]["handoffs"]
+            check(handoffs == 0, "workers=%d: %d messages handed between workers" % (workers, handoffs))
 
 
 def test_register_then_call_tcp():

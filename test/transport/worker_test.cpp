@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/branch.h"
 #include "core/message.h"
 #include "transport/owner.h"
 #include "transport/response_route.h"
@@ -82,7 +84,7 @@ class Handler final : public transport::MessageHandler {
     s.status = in.frame_error.status;
     s.from = in.from;
     if (in.parsed) {
-      s.owner = transport::owner_of(*in.parsed, w.workers());
+      s.owner = transport::owner_of(*in.parsed, w.workers(), in.received_by);
       s.call_id = std::string(in.parsed->call_id());
       if (in.parsed->is_request() && in.parsed->method_text() == "OPTIONS") {
         std::string resp = "SIP/2.0 200 OK\r\nVia: " + transport::stamped_via(in.parsed->top_via(), in.from) +
@@ -150,27 +152,6 @@ std::string options(const std::string& call_id, const std::string& branch, const
          "Call-ID: " + call_id + "\r\n"
          "CSeq: 1 OPTIONS\r\n"
          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
-uint32_t owner_of_bytes(const std::string& bytes, uint32_t n) {
-  core::Message m;
-  REQUIRE(m.parse(bytes).ok());
-  return transport::owner_of(m, n);
-}
-
-// Branches whose OPTIONS land on worker 0 and on worker 1 of 2, `each` of both.
-std::vector<std::string> branches_for_both(const std::string& prefix, int each) {
-  std::vector<std::string> zero, one, out;
-  for (int i = 0; (int)zero.size() < each || (int)one.size() < each; ++i) {
-    std::string b = "z9hG4bK" + prefix + std::to_string(i);
-    auto& bucket = owner_of_bytes(options(prefix, b), 2) == 0 ? zero : one;
-    if ((int)bucket.size() < each) bucket.push_back(b);
-  }
-  for (int i = 0; i < each; ++i) {
-    out.push_back(zero[i]);
-    out.push_back(one[i]);
-  }
-  return out;
 }
 
 // ---- plain POSIX clients ----
@@ -264,59 +245,201 @@ TEST_CASE("workers: port 0 is resolved once and shared by every worker") {
   rig.group.stop();  // idempotent
 }
 
-TEST_CASE("workers: UDP datagrams reach their owner worker, replies come back") {
+TEST_CASE("workers: a UDP request is owned by the worker that read it, replies come back") {
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2).ok());
-  Fd client(::socket(AF_INET, SOCK_DGRAM, 0));
   auto to = rig.endpoint(0);
-  auto branches = branches_for_both("udp", 2);
+  // Several sources: SO_REUSEPORT spreads them over the workers, each source on one.
+  std::vector<std::unique_ptr<Fd>> clients;
   std::vector<std::string> sent;
-  for (size_t i = 0; i < branches.size(); ++i) {
-    sent.push_back(options("udp-call-" + std::to_string(i), branches[i]));
-    send_udp(client.fd, to, sent.back());
+  for (int c = 0; c < 8; ++c) {
+    clients.push_back(std::make_unique<Fd>(::socket(AF_INET, SOCK_DGRAM, 0)));
+    for (int k = 0; k < 2; ++k) {
+      sent.push_back(options("udp-call-" + std::to_string(c) + "-" + std::to_string(k),
+                             "z9hG4bKudp" + std::to_string(c) + "x" + std::to_string(k)));
+      send_udp(clients.back()->fd, to, sent.back());
+    }
   }
   REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= sent.size(); }));
   {
     std::lock_guard lock(rig.rec.m);
     CHECK(rig.rec.seen.size() == sent.size());
     std::set<std::string> got;
+    std::map<uint16_t, uint32_t> worker_of_source;
     for (auto& s : rig.rec.seen) {
       CAPTURE(s.call_id);
       CHECK(s.parsed);
       CHECK_FALSE(s.frame_error);
+      CHECK(s.worker == s.received_by);
       CHECK(s.worker == s.owner);
       CHECK(s.from.protocol == core::Protocol::Udp);
       CHECK(s.from.endpoint.ip() == "127.0.0.1");
+      // One source, one worker: a request's retransmissions, ACK and CANCEL meet it there.
+      auto [it, fresh] = worker_of_source.emplace(s.from.endpoint.port(), s.worker);
+      CHECK(it->second == s.worker);
       got.insert(s.bytes);
     }
     for (auto& m : sent) CHECK(got.count(m) == 1);
   }
-  // Owners were 0 and 1 but one socket's datagrams all reach one worker: some were handed off.
   auto st = rig.group.stats();
-  CHECK(st.handoff_out >= 2);
-  CHECK(st.handoff_in == st.handoff_out);
+  CHECK(st.handoff_out == 0);
+  CHECK(st.handoff_in == 0);
   CHECK(st.datagrams_in == sent.size());
-  // Each OPTIONS was answered from its owner's socket, to our port via rport.
-  std::string replies;
-  for (size_t i = 0; i < sent.size(); ++i) {
-    REQUIRE(wait_readable(client.fd, 5000));
-    char buf[2048];
-    auto n = ::recv(client.fd, buf, sizeof buf, 0);
-    REQUIRE(n > 0);
-    replies.append(buf, static_cast<size_t>(n));
+  // Each OPTIONS was answered, to its source port via rport.
+  for (auto& c : clients) {
+    std::string replies;
+    for (int k = 0; k < 2; ++k) {
+      REQUIRE(wait_readable(c->fd, 5000));
+      char buf[2048];
+      auto n = ::recv(c->fd, buf, sizeof buf, 0);
+      REQUIRE(n > 0);
+      replies.append(buf, static_cast<size_t>(n));
+    }
+    CHECK(occurrences(replies, "SIP/2.0 200 OK") == 2);
+    CHECK(replies.find(";rport=") != std::string::npos);
   }
-  for (size_t i = 0; i < sent.size(); ++i)
-    CHECK(replies.find("Call-ID: udp-call-" + std::to_string(i) + "\r\n") != std::string::npos);
-  CHECK(replies.find(";rport=") != std::string::npos);
 }
 
-TEST_CASE("workers: TCP framing — a split message and two in one write, each on its owner") {
+namespace {
+
+// A response to `request` (as received by a peer), with the request's top Via.
+std::string response_to(const std::string& request, int status = 200) {
+  core::Message m;
+  REQUIRE(m.parse(request).ok());
+  return "SIP/2.0 " + std::to_string(status) + " OK\r\nVia: " + std::string(m.top_via().raw) +
+         "\r\nTo: <sip:proxy@127.0.0.1>;tag=uas\r\nFrom: <sip:test@127.0.0.1>;tag=t1\r\nCall-ID: " +
+         std::string(m.call_id()) + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+}
+
+// Worker `w` sends `bytes` to `to` (UDP) on its own thread.
+void send_from_worker(Rig& rig, uint32_t w, const core::Endpoint& to, const std::string& bytes, bool reply_port) {
+  core::Peer peer;
+  peer.endpoint = to;
+  REQUIRE(rig.group.worker(w).post([peer, bytes, reply_port](Worker& wk) { wk.send(peer, bytes, 9, 0, reply_port); }));
+}
+
+struct Received {
+  std::string bytes;
+  core::Endpoint from;
+};
+
+Received recv_from(int fd) {
+  Received r;
+  REQUIRE(wait_readable(fd, 5000));
+  char buf[4096];
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  auto n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&ss), &len);
+  REQUIRE(n > 0);
+  r.bytes.assign(buf, static_cast<size_t>(n));
+  r.from = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("workers: a request sent from a worker's reply port gets its response on that worker") {
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2).ok());
+  const uint16_t listen_port = rig.endpoint(0).port();
+  for (uint32_t w = 0; w < 2; ++w) {
+    CAPTURE(w);
+    const uint16_t reply = rig.group.worker(w).reply_port(0);
+    CHECK(reply != 0);
+    CHECK(reply != listen_port);
+    CHECK(rig.group.listeners()[0].reply_port(w) == reply);  // every worker knows every port
+    CHECK(rig.group.worker(1 - w).listeners()[0].reply_port(w) == reply);
+  }
+  CHECK(rig.group.worker(0).reply_port(0) != rig.group.worker(1).reply_port(0));
+
+  // A UAS on loopback answering to the address each request came from.
+  Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
+  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
+  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  uas_ep = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+
+  for (uint32_t w = 0; w < 2; ++w) {
+    for (int i = 0; i < 4; ++i) {
+      std::string req = options("reply-" + std::to_string(w) + "-" + std::to_string(i), core::make_branch(w, 100 + i));
+      send_from_worker(rig, w, uas_ep, req, true);
+      Received got = recv_from(uas.fd);
+      CHECK(got.from.port() == rig.group.worker(w).reply_port(0));
+      send_udp(uas.fd, got.from, response_to(got.bytes));
+    }
+  }
+  REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= 8; }));
+  {
+    std::lock_guard lock(rig.rec.m);
+    for (auto& s : rig.rec.seen) {
+      CAPTURE(s.call_id);
+      CHECK(s.parsed);
+      CHECK(s.worker == s.received_by);  // read where it is owned: no hand-off
+      CHECK(s.worker == s.owner);
+    }
+  }
+  CHECK(rig.group.stats().handoff_out == 0);
+
+  // Without the reply port (a flow, or a response) the datagram leaves from the listener:
+  // a response to it lands wherever SO_REUSEPORT puts the UAS and is handed to its owner.
+  for (uint32_t w = 0; w < 2; ++w) {
+    std::string req = options("listener-" + std::to_string(w), core::make_branch(w, 200));
+    send_from_worker(rig, w, uas_ep, req, false);
+    Received got = recv_from(uas.fd);
+    CHECK(got.from.port() == listen_port);
+    send_udp(uas.fd, got.from, response_to(got.bytes));
+  }
+  REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= 10; }));
+  std::lock_guard lock(rig.rec.m);
+  for (size_t i = 8; i < 10; ++i) CHECK(rig.rec.seen[i].worker == rig.rec.seen[i].owner);
+  size_t handed = 0;
+  for (size_t i = 8; i < 10; ++i) handed += rig.rec.seen[i].worker != rig.rec.seen[i].received_by;
+  CHECK(handed == 1);  // one UAS source reaches one worker: the other worker's response is handed off
+}
+
+TEST_CASE("workers: a symmetric UDP listener has no reply ports and sends every request from itself") {
+  Rig rig;
+  ListenerSpec l = listener(core::Protocol::Udp);
+  l.symmetric = true;
+  REQUIRE(rig.start({l}, 2).ok());
+  CHECK(rig.group.worker(0).reply_port(0) == 0);
+  CHECK(rig.group.worker(1).reply_port(0) == 0);
+  Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
+  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
+  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  uas_ep = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  send_from_worker(rig, 1, uas_ep, options("sym", core::make_branch(1, 1)), true);
+  CHECK(recv_from(uas.fd).from.port() == rig.endpoint(0).port());
+}
+
+TEST_CASE("workers: a flow is sent from the listener even when the reply port is asked for") {
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Udp)}, 1).ok());
+  Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
+  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
+  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  core::Peer peer;
+  peer.endpoint = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  peer.flow = true;  // RFC 5626 / NAT: only the socket the UA opened its binding to gets in
+  std::string req = options("flow", core::make_branch(0, 1));
+  REQUIRE(rig.group.worker(0).post([peer, req](Worker& wk) { wk.send(peer, req, 1, 0, true); }));
+  CHECK(recv_from(uas.fd).from.port() == rig.endpoint(0).port());
+}
+
+TEST_CASE("workers: TCP framing — a split message and two in one write, each on the connection's worker") {
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Tcp)}, 2).ok());
-  auto branches = branches_for_both("tcp", 2);
-  std::string a = options("tcp-a", branches[0], "TCP", "split body");
-  std::string b = options("tcp-b", branches[1], "TCP");
-  std::string c = options("tcp-c", branches[2], "TCP", "x");
+  std::string a = options("tcp-a", "z9hG4bKtcpa", "TCP", "split body");
+  std::string b = options("tcp-b", "z9hG4bKtcpb", "TCP");
+  std::string c = options("tcp-c", "z9hG4bKtcpc", "TCP", "x");
   Fd client(tcp_connect(rig.endpoint(0)));
   write_all(client.fd, a.substr(0, 40));
   // Give the first half time to arrive on its own (the test passes either way).
@@ -340,15 +463,12 @@ TEST_CASE("workers: TCP framing — a split message and two in one write, each o
       got.insert(s.bytes);
     }
     CHECK(got == std::set<std::string>{a, b, c});
-    // Owners 0 and 1 on one connection: at least one message was handed off, and its reply
-    // went back through the worker that owns the connection.
-    size_t handed = 0;
-    for (auto& s : rig.rec.seen) handed += s.worker != s.received_by;
-    CHECK(handed >= 1);
+    // Every request on a connection belongs to the worker holding it: nothing handed off.
+    for (auto& s : rig.rec.seen) CHECK(s.worker == s.received_by);
   }
   CHECK(rig.group.stats().frames_in == 3);
-  // Replies sent by owners on the connection the receiving worker owns (so at least one
-  // went through a hand-off back to it).
+  CHECK(rig.group.stats().handoff_out == 0);
+  // Replies sent on the connection by the worker that holds it.
   std::string replies = read_until(client.fd, [](const std::string& s) { return occurrences(s, "SIP/2.0 200 OK") >= 3; });
   CHECK(occurrences(replies, "SIP/2.0 200 OK") == 3);
   for (const char* id : {"tcp-a", "tcp-b", "tcp-c"})
