@@ -84,6 +84,74 @@ def test_cancel_from_caller():
         check(rc_r == 0, "callee got the CANCEL: %d\n%s" % (rc_r, ringer.messages()[-3000:]))
 
 
+def test_cancel_from_another_source_port():
+    # A request belongs to the worker that read it, and SO_REUSEPORT picks the worker by
+    # source: a CANCEL sent from another port than its INVITE may reach the other worker. It
+    # must still find its INVITE (RFC 3261 §9.2): 200 to the CANCEL, 487 to the INVITE.
+    with Proxy(workers=2, ipv6=False) as p:
+        callee = UdpClient()
+        register(p.port, "dave", "sip:dave@127.0.0.1:%d" % callee.port)
+        for i in range(12):
+            caller = UdpClient()
+            caller.dest = ("127.0.0.1", p.port)
+            via_branch = sbtest.branch()
+            call_id = "cancel-port-%d@test" % i
+            inv = sbtest.request("INVITE", "sip:dave@localhost", caller, call_id=call_id, via_branch=via_branch,
+                                 extra_headers=["Contact: <sip:caller@127.0.0.1:%d>" % caller.port])
+            caller.send(inv)
+            got = sbtest.Response(callee.recv(timeout=5) or b"")
+            check(got.start.startswith("INVITE "), "call %d: the INVITE reached the callee: %r" % (i, got))
+            callee.send(reply_to(got, 180, "Ringing"), to=got_source(got))
+            r = caller.recv_response(timeout=5)
+            check(r is not None and r.status in (100, 180), "call %d: provisional: %r" % (i, r))
+            while r is not None and r.status == 100:
+                r = caller.recv_response(timeout=5)
+            check(r is not None and r.status == 180, "call %d: 180 relayed: %r" % (i, r))
+            # The same CANCEL (§9.1: the INVITE's top Via), from a new socket.
+            other = UdpClient()
+            other.dest = caller.dest
+            cancel = inv.replace("INVITE sip:", "CANCEL sip:", 1).replace(" INVITE\r\n", " CANCEL\r\n")
+            cancel = re.sub(r"\r\nContact: [^\r]*", "", cancel)
+            other.send(cancel)
+            c = callee.recv(timeout=5)
+            check(c is not None and c.startswith(b"CANCEL "), "call %d: the CANCEL was relayed: %r" % (i, c))
+            fwd = sbtest.Response(c)
+            callee.send(reply_to(fwd, 200, "OK"), to=got_source(fwd))
+            callee.send(reply_to(got, 487, "Request Terminated"), to=got_source(got))
+            ack = callee.recv(timeout=5)
+            check(ack is not None and ack.startswith(b"ACK "), "call %d: ACK for the 487: %r" % (i, ack))
+            r = other.recv_response(timeout=5)
+            check(r is not None and r.status == 200 and r.header("CSeq").endswith("CANCEL"),
+                  "call %d: 200 to the CANCEL: %r\n%s" % (i, r, p.read_log()[-1500:]))
+            r = caller.recv_response(timeout=5, skip_provisional=True)
+            check(r is not None and r.status == 487, "call %d: 487 to the INVITE: %r" % (i, r))
+            caller.close()
+            other.close()
+        st, body = sbtest.admin(p, "GET", "/stats")
+        # Twelve new source ports: some CANCEL reached the worker without its INVITE (odds
+        # of none: 1 in 4096) and was passed on.
+        check(json.loads(body)["counters"]["handoffs"] >= 1, "a CANCEL went to the INVITE's worker")
+        callee.close()
+
+
+def got_source(msg):
+    """Where a request from the proxy wants its responses: its top Via (no rport here)."""
+    via = msg.all("Via")[0].split(",")[0]
+    m = re.match(r"SIP/2.0/UDP ([0-9.]+):(\d+)", via.strip())
+    return (m.group(1), int(m.group(2)))
+
+
+def reply_to(msg, status, reason):
+    lines = ["SIP/2.0 %d %s" % (status, reason)]
+    for name in ("Via", "From", "Call-ID", "CSeq"):
+        for v in msg.all(name):
+            lines.append("%s: %s" % (name, v))
+    to = msg.header("To")
+    lines.append("To: %s%s" % (to, "" if ";tag=" in to else ";tag=callee"))
+    lines.append("Content-Length: 0")
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
 def invite(p, ruri, extra=(), max_forwards=70, host="127.0.0.1"):
     c = UdpClient(host)
     c.dest = ("127.0.0.1", p.port)
@@ -119,4 +187,5 @@ def test_loop_detected():
 if __name__ == "__main__":
     sbtest.run([test_register_then_call_udp, test_register_then_call_tcp,
                 test_parallel_fork_first_200_wins_other_cancelled, test_cancel_from_caller,
+                test_cancel_from_another_source_port,
                 test_refusals, test_loop_detected])
