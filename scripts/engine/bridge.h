@@ -10,19 +10,24 @@
 //    access, lua_next, lua_getinfo), and raises or returns (true | nil, err) only after that
 //    scope has closed. Faults found inside the scope are carried out in a Fault (a plain
 //    char buffer, no destructor).
-// Host code (LuaPolicy) calls into Lua only through lua_pcall / lua_resume.
+// Host code (LuaPolicy) calls into Lua only through lua_resume (a request's coroutine) and
+// lua_pcall (the top level); around them it uses only calls that cannot raise.
 #pragma once
 #include <lua.hpp>
 
 #include <cstdarg>
 #include <cstdio>
 #include <cstdint>
+#include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/address.h"
+#include "core/method.h"
 #include "core/uri.h"
 #include "proxy/resolver.h"
 #include "proxy/routing_policy.h"
@@ -32,13 +37,52 @@ namespace sb::scripts::detail {
 
 enum class RunKind : uint8_t { Request, Failure, Resume };
 
+// Field names the API reads and writes on every request, interned once per state: pushing one
+// from the registry by index is cheaper than lua_setfield's lookup of a C string.
+enum class Key : uint8_t {
+  Uri, Q, Path, Source, Target, Transport, Ip, Port, Trusted, Tag, Display, Number, Method,
+  Status, Reason, Attempted, Count
+};
+inline constexpr const char* kKeyNames[] = {
+    "uri", "q", "path", "source", "_target", "transport", "ip", "port", "trusted", "tag",
+    "display", "number", "method", "status", "reason", "attempted"};
+static_assert(std::size(kKeyNames) == static_cast<size_t>(Key::Count));
+
 inline constexpr const char* kRequestMeta = "request";
 inline constexpr const char* kUriMeta = "uri";
+
+inline constexpr size_t kMethodNames = static_cast<size_t>(core::Method::Update) + 1;
+inline constexpr size_t kProtocolNames = static_cast<size_t>(core::Protocol::Wss) + 1;
 
 // Instructions a request (or the top level) has executed, counted by the count hook.
 struct Budget {
   uint64_t used = 0;
   bool exceeded = false;
+};
+
+// Small blocks a Lua state freed, kept by 16-byte size class and handed out again before
+// malloc is asked: a request allocates and frees dozens of small objects (tables, strings,
+// userdata), and a free list costs a fraction of malloc + free. Bounded; what it keeps is
+// freed with the state (allocate() in lua_policy.cpp).
+struct BlockPool {
+  static constexpr size_t kGrain = 16;
+  static constexpr size_t kClasses = 32;                    // blocks up to 512 bytes
+  static constexpr size_t kMaxBytes = size_t(1) << 20;       // kept, per state
+  void* free_list[kClasses] = {};  // a kept block's first word links to the next
+  size_t bytes = 0;                // kept
+  bool keep = true;                // false while the state closes: free at once
+  BlockPool() = default;
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+  ~BlockPool() {
+    for (void*& head : free_list) {
+      while (head) {
+        void* next = *static_cast<void**>(head);
+        ::free(head);
+        head = next;
+      }
+    }
+  }
 };
 
 struct GenerationState {
@@ -57,7 +101,29 @@ struct GenerationState {
   Budget load_budget;                         // the top level's
   std::vector<std::pair<int, lua_State*>> idle_threads;  // finished coroutines kept for reuse
   size_t bytes = 0;                           // allocated by the state
+  BlockPool pool;                             // its freed small blocks
   uint64_t next_target_id = 1;
+  // The metatables of request handles and uri values, by registry index and by address:
+  // every API call checks its object, and comparing an address is much cheaper than
+  // luaL_checkudata's lookup of the metatable by name.
+  int request_mt_ref = LUA_NOREF;
+  int uri_mt_ref = LUA_NOREF;
+  const void* request_mt = nullptr;
+  const void* uri_mt = nullptr;
+  int keys[static_cast<size_t>(Key::Count)] = {};  // registry refs of kKeyNames
+  // The names of the known methods (by core::Method) and transports (by core::Protocol),
+  // interned once: req.method and req.source.transport push them by registry index.
+  int method_names[kMethodNames] = {};
+  int protocol_names[kProtocolNames] = {};
+  // What a relayed request pins (LuaPolicy::pin): this generation, and whether a relay that
+  // on_failure makes is Record-Routed. The request's policy_state points at one of the two
+  // through an aliasing shared_ptr that shares the generation's count: pinning allocates
+  // nothing.
+  struct PinTag {
+    ScriptGeneration* gen = nullptr;
+    bool record_route = false;
+  };
+  PinTag pins[2];
 };
 
 // The Lua side of a request handle: dies (ctx = nullptr) when the decision is delivered.
@@ -75,10 +141,10 @@ struct RequestContext {
   bool failure = false;  // on_failure rather than on_request
   lua_State* thread = nullptr;
   int thread_ref = LUA_NOREF;
-  RequestHandle* handle = nullptr;
-  int handle_ref = LUA_NOREF;
+  RequestHandle* handle = nullptr;  // kept alive at the bottom of `thread`'s stack
   Budget budget;
   bool waiting = false;  // suspended in an async call (begin_wait)
+  std::string wait_uri;  // the URI a location.lookup that waits looks up once resumed
 
   bool decided = false;
   proxy::Decision decision;
@@ -97,6 +163,33 @@ struct RequestContext {
 
 inline GenerationState* gen_of(lua_State* L) {
   return *static_cast<GenerationState**>(lua_getextraspace(L));
+}
+
+// To set t.k on a table the engine built: push_key, push the value, lua_rawset(L, -3).
+inline void push_key(lua_State* L, Key k) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, gen_of(L)->keys[static_cast<size_t>(k)]);
+}
+// t[k] without metamethods (t an absolute index); pushes the value and returns its type.
+inline int get_key(lua_State* L, int t, Key k) {
+  push_key(L, k);
+  return lua_rawget(L, t);
+}
+
+// Push a method name (as received) or a transport name: interned ones by registry index.
+void push_method(lua_State* L, core::Method m, std::string_view text);
+void push_protocol(lua_State* L, core::Protocol p);
+
+// The userdata at `idx` when its metatable is `mt`, else null (luaL_testudata by address).
+inline void* test_object(lua_State* L, int idx, const void* mt) {
+  void* p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return nullptr;
+  bool same = lua_topointer(L, -1) == mt;
+  lua_pop(L, 1);
+  return same ? p : nullptr;
+}
+
+inline const core::Uri* test_uri(lua_State* L, int idx) {
+  return static_cast<const core::Uri*>(test_object(L, idx, gen_of(L)->uri_mt));
 }
 
 // A fault found inside a C++ scope, raised or returned once the scope has closed.
@@ -119,14 +212,21 @@ int conclude(lua_State* L, const Fault& f);
 // The same for a function that pushed its `pushed` results already when no fault is set.
 int conclude(lua_State* L, const Fault& f, int pushed);
 
-// "FILE:LINE" of the innermost Lua function on L's stack at or above `level`.
-void where(lua_State* L, int level, char* buf, size_t n);
+// "FILE:LINE" of the innermost Lua function on L's stack at or above `level` into buf (n > 0);
+// returns its length.
+size_t where(lua_State* L, int level, char* buf, size_t n);
 
 // Push a uri userdata holding a copy of `text`; false (nothing pushed, *err set) when it
 // does not parse.
 bool push_uri(lua_State* L, std::string_view text, const char** err);
+// Push a uri userdata for a URI parsed elsewhere (a message's), copying its text.
+void push_uri(lua_State* L, const core::Uri& parsed);
 // The text of a uri userdata, a URI string, or a table's `uri` field; empty when none.
 std::string_view uri_arg(lua_State* L, int idx);
+
+// Push an endpoint's IP as Endpoint::ip() writes it (IPv6 without brackets), without a
+// std::string or inet_ntop for IPv4.
+void push_ip(lua_State* L, const core::Endpoint& ep);
 
 void push_request(lua_State* L, RequestContext* ctx);
 void push_failure(lua_State* L, const proxy::FailureInfo& best);

@@ -291,19 +291,21 @@ const ApiEntry kApi[] = {
      detail::auth_username},
 };
 
-// __index of API objects and modules. Upvalues: methods/functions, field getters, the name.
-// A getter runs in this frame, so its errors point at the script line that read the field.
+// __index of API objects and modules. Upvalues: the members table, the name. A member is a
+// method or module function (a function, returned) or a field (a light userdata pointing at
+// its export-table row, whose getter runs in this frame, so its errors point at the script
+// line that read the field). One table, one lookup: this runs for every field and method a
+// script touches.
 int dispatch_index(lua_State* L) {
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  lua_pop(L, 1);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TFUNCTION) {
-    lua_CFunction getter = lua_tocfunction(L, -1);
+  int t = lua_rawget(L, lua_upvalueindex(1));
+  if (t == LUA_TFUNCTION) return 1;
+  if (t == LUA_TLIGHTUSERDATA) {
+    const auto* e = static_cast<const ApiEntry*>(lua_touserdata(L, -1));
     lua_settop(L, 1);
-    return getter(L);
+    return e->fn(L);
   }
-  const char* name = lua_tostring(L, lua_upvalueindex(3));
+  const char* name = lua_tostring(L, lua_upvalueindex(2));
   if (lua_type(L, 2) == LUA_TSTRING)
     return luaL_error(L, "%s has no field '%s'", name, lua_tostring(L, 2));
   return luaL_error(L, "%s has no field of type %s", name, luaL_typename(L, 2));
@@ -415,24 +417,47 @@ std::string lua_api_markdown() {
 namespace detail {
 
 void install_api(lua_State* L, const std::vector<NativeFunction>& natives) {
+  GenerationState* gs = gen_of(L);
+  for (size_t k = 0; k < static_cast<size_t>(Key::Count); ++k) {
+    lua_pushstring(L, kKeyNames[k]);
+    gs->keys[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  for (size_t m = 1; m < kMethodNames; ++m) {
+    std::string_view name = core::method_name(static_cast<core::Method>(m));
+    lua_pushlstring(L, name.data(), name.size());
+    gs->method_names[m] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  for (size_t p = 0; p < kProtocolNames; ++p) {
+    std::string_view name = core::protocol_name(static_cast<core::Protocol>(p));
+    lua_pushlstring(L, name.data(), name.size());
+    gs->protocol_names[p] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   for (const ApiObject& o : kObjects) {
-    lua_newtable(L);  // functions / methods
-    lua_newtable(L);  // field getters
+    lua_newtable(L);  // a module: its functions; an object: nothing (see members)
+    lua_newtable(L);  // members, for __index: fields, and an object's methods
     for (const ApiEntry& e : kApi) {
       if (std::strcmp(e.object, o.name) != 0) continue;
-      lua_pushcfunction(L, e.fn);
-      lua_setfield(L, e.kind == ApiKind::Field ? -2 : -3, e.name);
+      if (e.kind == ApiKind::Field)
+        lua_pushlightuserdata(L, const_cast<ApiEntry*>(&e));
+      else
+        lua_pushcfunction(L, e.fn);
+      // A module's functions are the module's own fields, found before __index runs.
+      lua_setfield(L, e.kind == ApiKind::Field || !o.module ? -2 : -3, e.name);
     }
-    int methods = lua_gettop(L) - 1, getters = lua_gettop(L);
+    int methods = lua_gettop(L) - 1, members = lua_gettop(L);
     if (o.module) {
       lua_newtable(L);  // the module's metatable
     } else {
       luaL_newmetatable(L, o.name);
+      GenerationState* g = gen_of(L);
+      bool request = std::strcmp(o.name, kRequestMeta) == 0;
+      (request ? g->request_mt : g->uri_mt) = lua_topointer(L, -1);
+      lua_pushvalue(L, -1);
+      (request ? g->request_mt_ref : g->uri_mt_ref) = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    lua_pushvalue(L, methods);
-    lua_pushvalue(L, getters);
+    lua_pushvalue(L, members);
     lua_pushstring(L, o.name);
-    lua_pushcclosure(L, dispatch_index, 3);
+    lua_pushcclosure(L, dispatch_index, 2);
     lua_setfield(L, -2, "__index");
     lua_pushstring(L, o.name);
     lua_setfield(L, -2, "__metatable");  // getmetatable() returns the name, not the table

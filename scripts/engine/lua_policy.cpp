@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cassert>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "core/log.h"
@@ -13,6 +14,7 @@
 
 namespace sb::scripts {
 
+using detail::BlockPool;
 using detail::Budget;
 using detail::GenerationState;
 using detail::RequestContext;
@@ -24,21 +26,85 @@ std::atomic<uint64_t> g_next_number{1};
 constexpr int kHookStepMax = 1000;
 constexpr size_t kIdleThreadsMax = 64;
 
+// AddressSanitizer must see every Lua object freed: no pool under it (GCC defines the
+// macro, clang answers __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kPoolBlocks = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kPoolBlocks = false;
+#else
+constexpr bool kPoolBlocks = true;
+#endif
+#else
+constexpr bool kPoolBlocks = true;
+#endif
+
+// A size's class in the block pool (1..kClasses), 0 when the pool does not keep that size.
+size_t pool_class(size_t n) {
+  if (!kPoolBlocks || n == 0 || n > BlockPool::kGrain * BlockPool::kClasses) return 0;
+  return (n + BlockPool::kGrain - 1) / BlockPool::kGrain;
+}
+
+[[noreturn]] void out_of_memory(GenerationState* g) {
+  SB_ERROR("script %s: out of memory", g->path.c_str());
+  abort();
+}
+
+void* take_block(GenerationState* g, size_t cls) {
+  BlockPool& pool = g->pool;
+  void*& head = pool.free_list[cls - 1];
+  if (void* p = head) {
+    head = *static_cast<void**>(p);
+    pool.bytes -= cls * BlockPool::kGrain;
+    return p;
+  }
+  void* p = malloc(cls * BlockPool::kGrain);
+  if (!p) out_of_memory(g);
+  return p;
+}
+
+void release_block(GenerationState* g, void* p, size_t cls) {
+  BlockPool& pool = g->pool;
+  size_t size = cls * BlockPool::kGrain;
+  if (!cls || !pool.keep || pool.bytes + size > BlockPool::kMaxBytes) {
+    free(p);
+    return;
+  }
+  *static_cast<void**>(p) = pool.free_list[cls - 1];
+  pool.free_list[cls - 1] = p;
+  pool.bytes += size;
+}
+
 // Lua never sees a failed allocation (bridge.h): out of memory ends the process, as it would
 // for C++ allocations, instead of longjmp-ing out of whatever C++ code was pushing a value.
+// Small blocks come from the state's pool; a block keeps its size class for its whole life
+// (Lua passes the size it asked for as osize), so it always goes back to the right list.
 void* allocate(void* ud, void* ptr, size_t osize, size_t nsize) {
   auto* g = static_cast<GenerationState*>(ud);
-  if (ptr) g->bytes -= osize;
+  if (!ptr) osize = 0;  // osize names the kind of the new object, not a size
+  g->bytes = g->bytes - osize + nsize;
+  size_t oc = pool_class(osize), nc = pool_class(nsize);
   if (nsize == 0) {
-    free(ptr);
+    if (ptr) release_block(g, ptr, oc);
     return nullptr;
   }
-  void* p = realloc(ptr, nsize);
-  if (!p) {
-    SB_ERROR("script %s: out of memory", g->path.c_str());
-    abort();
+  if (ptr && oc == nc) {
+    if (oc) return ptr;  // the block's class holds the new size too
+    void* p = realloc(ptr, nsize);
+    if (!p) out_of_memory(g);
+    return p;
   }
-  g->bytes += nsize;
+  void* p;
+  if (nc) {
+    p = take_block(g, nc);
+  } else if (!(p = malloc(nsize))) {
+    out_of_memory(g);
+  }
+  if (ptr) {
+    std::memcpy(p, ptr, std::min(osize, nsize));
+    release_block(g, ptr, oc);
+  }
   return p;
 }
 
@@ -107,6 +173,7 @@ ScriptGeneration::ScriptGeneration() : s_(std::make_unique<GenerationState>()) {
 ScriptGeneration::~ScriptGeneration() {
   if (s_->L) {
     s_->budget = nullptr;
+    s_->pool.keep = false;
     lua_close(s_->L);
   }
 }
@@ -122,6 +189,8 @@ Result<std::shared_ptr<ScriptGeneration>> compile(const std::string& path,
                                                   const CompileOptions& options) {
   std::shared_ptr<ScriptGeneration> gen(new ScriptGeneration());
   GenerationState& g = gen->state();
+  g.pins[0] = {gen.get(), false};
+  g.pins[1] = {gen.get(), true};
   g.path = path;
   g.limits = limits;
   g.number = options.number ? options.number : g_next_number.fetch_add(1);
@@ -175,20 +244,7 @@ Result<std::shared_ptr<ScriptGeneration>> compile(const std::string& path,
 
 // ---- running a request ----
 
-struct LuaPolicy::Pin {
-  std::shared_ptr<ScriptGeneration> gen;
-  bool record_route = false;
-};
-
 namespace {
-
-struct RunFrame {
-  RequestContext* ctx;
-  RunKind kind;
-  const proxy::FailureInfo* best;
-  const std::function<int(lua_State*)>* push;
-  int status = LUA_OK;
-};
 
 lua_State* take_thread(lua_State* M, GenerationState* g, RequestContext* ctx) {
   if (!g->idle_threads.empty()) {
@@ -203,60 +259,68 @@ lua_State* take_thread(lua_State* M, GenerationState* g, RequestContext* ctx) {
   return ctx->thread;
 }
 
-// Runs inside lua_pcall on the generation's main state, so nothing here can escape into the
-// host's C++ frames: start (or resume) the request's coroutine and record how it stopped.
-int host_run(lua_State* M) {
-  auto* f = static_cast<RunFrame*>(lua_touserdata(M, 1));
-  RequestContext* ctx = f->ctx;
+// Start (or resume) the request's coroutine and record how it stopped; returns the status.
+// Called straight from C++, not through lua_pcall: every call here either cannot raise
+// (raw access, pushes, lua_resume, which catches the script's errors) or can only fail to
+// allocate, which the state's allocator turns into abort (bridge.h).
+int host_run(RequestContext* ctx, RunKind kind, const proxy::FailureInfo* best,
+             const std::function<int(lua_State*)>* push) {
   GenerationState* g = ctx->g;
+  lua_State* M = g->L;
   lua_State* T;
   int nargs;
-  if (f->kind == RunKind::Resume) {
-    T = ctx->thread;
-    ctx->waiting = false;
-    nargs = (*f->push)(T);
-  } else {
-    T = take_thread(M, g, ctx);
-    lua_rawgeti(M, LUA_REGISTRYINDEX,
-                f->kind == RunKind::Request ? g->on_request_ref : g->on_failure_ref);
-    detail::push_request(M, ctx);
-    nargs = 1;
-    if (f->kind == RunKind::Failure) {
-      detail::push_failure(M, *f->best);
-      nargs = 2;
-    }
-    if (!lua_checkstack(T, nargs + 1)) return luaL_error(M, "coroutine stack overflow");
-    lua_xmove(M, T, nargs + 1);
-    set_hook(*g, T);
-  }
   RequestContext* prev = g->running;
   Budget* prev_budget = g->budget;
+  if (kind == RunKind::Resume) {
+    T = ctx->thread;
+    ctx->waiting = false;
+    g->running = ctx;  // push may read the request it resumes (location.lookup)
+    nargs = (*push)(T);
+  } else {
+    T = take_thread(M, g, ctx);  // an empty stack
+    if (!lua_checkstack(T, 4)) {
+      ctx->error = "coroutine stack overflow";
+      return LUA_ERRRUN;
+    }
+    // The handle sits at the bottom of the coroutine's stack, below the entry point: that
+    // keeps it alive for as long as the request runs or waits, without a registry ref.
+    detail::push_request(T, ctx);
+    lua_rawgeti(T, LUA_REGISTRYINDEX,
+                kind == RunKind::Request ? g->on_request_ref : g->on_failure_ref);
+    lua_pushvalue(T, 1);
+    nargs = 1;
+    if (kind == RunKind::Failure) {
+      detail::push_failure(T, *best);
+      nargs = 2;
+    }
+    set_hook(*g, T);
+  }
   g->running = ctx;
   g->budget = &ctx->budget;
   int nres = 0;
   int st = lua_resume(T, M, nargs, &nres);
   g->running = prev;
   g->budget = prev_budget;
-  f->status = st;
   if (st == LUA_YIELD) {
     lua_pop(T, nres);
-    return 0;
+    return st;
   }
   if (st == LUA_OK) {
     // `return nil, err` (a failed verb passed on): remembered for the no-decision log line.
-    if (nres >= 2 && lua_isnil(T, -nres) && lua_type(T, -nres + 1) == LUA_TSTRING)
-      ctx->returned = lua_tostring(T, -nres + 1);
-    lua_settop(T, 0);
-    return 0;
+    // The results sit above the handle.
+    int results = lua_gettop(T) - 1;
+    if (results >= 2 && lua_isnil(T, -results) && lua_type(T, -results + 1) == LUA_TSTRING)
+      ctx->returned = lua_tostring(T, -results + 1);
+    lua_settop(T, 1);  // the handle stays until the decision is delivered (finish)
+    return st;
   }
   ctx->error = error_text(T);
   luaL_traceback(M, T, nullptr, 0);
   ctx->traceback = lua_tostring(M, -1);
   lua_pop(M, 1);
   char origin[512];
-  detail::where(T, 0, origin, sizeof origin);
-  ctx->origin = origin;
-  return 0;
+  ctx->origin.assign(origin, detail::where(T, 0, origin, sizeof origin));
+  return st;
 }
 
 }  // namespace
@@ -272,8 +336,7 @@ LuaPolicy::~LuaPolicy() {
   for (auto& [id, ctx] : waiting_) {
     lua_State* M = ctx->g->L;
     if (ctx->handle) ctx->handle->ctx = nullptr;
-    luaL_unref(M, LUA_REGISTRYINDEX, ctx->handle_ref);
-    luaL_unref(M, LUA_REGISTRYINDEX, ctx->thread_ref);
+    luaL_unref(M, LUA_REGISTRYINDEX, ctx->thread_ref);  // the handle goes with the coroutine
   }
 }
 
@@ -334,37 +397,29 @@ void LuaPolicy::run(std::unique_ptr<RequestContext> ctx, RunKind kind,
                     const proxy::FailureInfo* best,
                     const std::function<int(lua_State*)>* push) {
   GenerationState& g = *ctx->g;
-  lua_State* M = g.L;
-  RunFrame frame{ctx.get(), kind, best, push};
-  lua_pushcfunction(M, host_run);
-  lua_pushlightuserdata(M, &frame);
-  if (lua_pcall(M, 1, 0, 0) != LUA_OK) {
-    frame.status = LUA_ERRRUN;
-    ctx->error = error_text(M);
-  }
-  lua_settop(M, 0);
+  int status = host_run(ctx.get(), kind, best, push);
 
   const char* entry = ctx->failure ? "on_failure" : "on_request";
   std::string_view call_id = ctx->req->message().call_id();
   std::string_view method = ctx->req->message().method_text();
-  if (frame.status == LUA_YIELD && ctx->waiting) {
+  if (status == LUA_YIELD && ctx->waiting) {
     ++counters_.waits;
     uint64_t id = ctx->id;
     waiting_.emplace(id, std::move(ctx));
     return;
   }
-  if (frame.status == LUA_YIELD) {
-    frame.status = LUA_ERRRUN;
+  if (status == LUA_YIELD) {
+    status = LUA_ERRRUN;
     ctx->error = g.path + ": " + entry + " yielded outside an API call that waits";
   }
-  if (frame.status == LUA_OK && ctx->budget.exceeded) {
+  if (status == LUA_OK && ctx->budget.exceeded) {
     // The limit hit a coroutine the script created, and the script finished anyway.
-    frame.status = LUA_ERRRUN;
+    status = LUA_ERRRUN;
     ctx->error = g.path + ": instruction limit exceeded";
   }
-  ctx->status = frame.status;
+  ctx->status = status;
 
-  if (frame.status != LUA_OK) {
+  if (status != LUA_OK) {
     ++counters_.errors;
     if (ctx->budget.exceeded) ++counters_.limit_exceeded;
     last_error_ = ctx->error;
@@ -402,12 +457,13 @@ void LuaPolicy::finish(std::unique_ptr<RequestContext> ctx, proxy::Decision deci
   GenerationState& g = *ctx->g;
   lua_State* M = g.L;
   if (ctx->handle) ctx->handle->ctx = nullptr;  // `req` dies here (STYLE.md: Envoy handles)
-  luaL_unref(M, LUA_REGISTRYINDEX, ctx->handle_ref);
   if (ctx->thread_ref != LUA_NOREF) {
-    if (ctx->status == LUA_OK && g.idle_threads.size() < kIdleThreadsMax)
+    if (ctx->status == LUA_OK && g.idle_threads.size() < kIdleThreadsMax) {
+      lua_settop(ctx->thread, 0);  // lets the handle go
       g.idle_threads.emplace_back(ctx->thread_ref, ctx->thread);
-    else
+    } else {
       luaL_unref(M, LUA_REGISTRYINDEX, ctx->thread_ref);  // a dead coroutine is collected
+    }
   }
   if (decision.kind == proxy::Decision::Kind::Relay)
     pin(*ctx->req, ctx->gen, ctx->record_route);  // on_failure may follow
@@ -421,15 +477,15 @@ void LuaPolicy::finish(std::unique_ptr<RequestContext> ctx, proxy::Decision deci
 std::shared_ptr<ScriptGeneration> LuaPolicy::pinned(proxy::PolicyRequest& req,
                                                     bool& record_route) {
   // The pin lives in the request's policy_state, so it dies with the request.
-  auto p = std::static_pointer_cast<Pin>(req.policy_state);
-  if (!p) return nullptr;
-  record_route = p->record_route;
-  return p->gen;
+  auto* tag = static_cast<const GenerationState::PinTag*>(req.policy_state.get());
+  if (!tag) return nullptr;
+  record_route = tag->record_route;
+  return std::shared_ptr<ScriptGeneration>(req.policy_state, tag->gen);
 }
 
 void LuaPolicy::pin(proxy::PolicyRequest& req, const std::shared_ptr<ScriptGeneration>& gen,
                     bool record_route) {
-  req.policy_state = std::make_shared<Pin>(Pin{gen, record_route});
+  req.policy_state = std::shared_ptr<void>(gen, &gen->state().pins[record_route ? 1 : 0]);
 }
 
 void LuaPolicy::unpin(proxy::PolicyRequest& req) { req.policy_state.reset(); }

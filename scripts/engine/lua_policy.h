@@ -149,7 +149,6 @@ class LuaPolicy final : public proxy::RoutingPolicy {
   const std::string& last_error() const { return last_error_; }
 
  private:
-  struct Pin;
   void run(std::unique_ptr<detail::RequestContext> ctx, detail::RunKind kind,
            const proxy::FailureInfo* best, const std::function<int(lua_State*)>* push);
   void finish(std::unique_ptr<detail::RequestContext> ctx, proxy::Decision decision);

@@ -69,43 +69,63 @@ void push_contacts(lua_State* L, GenerationState* g, RequestContext* ctx,
   for (size_t i = 0; i < targets.size(); ++i) {
     proxy::Target& t = targets[i];
     lua_createtable(L, 0, 5);
+    push_key(L, Key::Uri);
     push_sv(L, t.uri);
-    lua_setfield(L, -2, "uri");
+    lua_rawset(L, -3);
+    push_key(L, Key::Q);
     lua_pushnumber(L, t.q1000 / 1000.0);
-    lua_setfield(L, -2, "q");
+    lua_rawset(L, -3);
+    push_key(L, Key::Path);
     lua_createtable(L, static_cast<int>(t.route.size()), 0);
     for (size_t k = 0; k < t.route.size(); ++k) {
       push_sv(L, t.route[k]);
       lua_rawseti(L, -2, static_cast<lua_Integer>(k + 1));
     }
-    lua_setfield(L, -2, "path");
+    lua_rawset(L, -3);
     if (t.destination) {
+      push_key(L, Key::Source);
       lua_createtable(L, 0, 3);
-      push_sv(L, core::protocol_name(t.destination->protocol));
-      lua_setfield(L, -2, "transport");
-      std::string ip = t.destination->endpoint.ip();  // nothing below can raise (bridge.h)
-      push_sv(L, ip);
-      lua_setfield(L, -2, "ip");
+      push_key(L, Key::Transport);
+      push_protocol(L, t.destination->protocol);
+      lua_rawset(L, -3);
+      push_key(L, Key::Ip);
+      push_ip(L, t.destination->endpoint);
+      lua_rawset(L, -3);
+      push_key(L, Key::Port);
       lua_pushinteger(L, t.destination->endpoint.port());
-      lua_setfield(L, -2, "port");
-      lua_setfield(L, -2, "source");
+      lua_rawset(L, -3);
+      lua_rawset(L, -3);
     }
     if (ctx) {
       uint64_t id = g->next_target_id++;
+      push_key(L, Key::Target);
       lua_pushinteger(L, static_cast<lua_Integer>(id));
-      lua_setfield(L, -2, "_target");
+      lua_rawset(L, -3);
       ctx->targets.emplace_back(id, std::move(t));
     }
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
 }
 
-// A sip: or sips: URI argument as parsed into `r`; else false with the fault (nil, err).
-static bool sip_uri_ok(std::string_view text, const core::Result<core::Uri>& r, Fault& f) {
+// The sip: or sips: URI argument at `idx` (its text `text`): a uri value's own parse, else
+// `buf` parsed from the string. Null with the fault (nil, err) when it is not one.
+static const core::Uri* sip_uri_arg(lua_State* L, int idx, std::string_view text, core::Uri& buf,
+                                    Fault& f) {
   int len = static_cast<int>(std::min<size_t>(text.size(), 200));
-  if (!r) f.fail(false, "bad URI '%.*s': %s", len, text.data(), r.error().reason);
-  else if (!r->is_sip()) f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
-  return r && r->is_sip();
+  const core::Uri* u = test_uri(L, idx);
+  if (!u) {
+    core::Status st = core::parse_uri(text, buf);
+    if (!st) {
+      f.fail(false, "bad URI '%.*s': %s", len, text.data(), st.error().reason);
+      return nullptr;
+    }
+    u = &buf;
+  }
+  if (!u->is_sip()) {
+    f.fail(false, "not a sip: or sips: URI: '%.*s'", len, text.data());
+    return nullptr;
+  }
+  return u;
 }
 
 int location_lookup(lua_State* L) {
@@ -115,25 +135,27 @@ int location_lookup(lua_State* L) {
   Fault f;
   bool waits = false;
   {
-    auto r = core::parse_uri(text);
+    core::Uri buf;
     const char* err = nullptr;
     uint64_t id = 0;
-    if (!sip_uri_ok(text, r, f)) {
+    if (!sip_uri_arg(L, 1, text, buf, f)) {
       // f says why
     } else if (!g->services) {
       f.fail(false, "the location service is not available here");
     } else if (g->policy && (id = begin_wait(L, &err)) != 0) {
       // A shared backend (docs/cluster.md) may have to be asked first: the request waits,
       // then carries on with what the table holds, or with nil, err when the store did not
-      // answer in time. The context outlives the wait (the policy drops the wait otherwise,
-      // and this completion then finds nothing to resume).
-      RequestContext* ctx = g->running;
+      // answer in time. The completion finds the request by id (the policy drops the wait
+      // otherwise, and it then finds nothing to resume); it holds two words, so building it
+      // allocates nothing when there is nothing to wait for (a local backend).
       LuaPolicy* policy = g->policy;
-      proxy::PolicyServices* services = g->services;
-      waits = services->lookup_wait(text, [=, uri = std::string(text)](bool ok) {
-        policy->resume(id, [&](lua_State* T) -> int {
-          if (ok) {
-            push_contacts(T, g, ctx, services->lookup(uri));
+      RequestContext* ctx = g->running;
+      waits = g->services->lookup_wait(text, [policy, id](bool ok) {
+        policy->resume(id, [ok](lua_State* T) -> int {
+          GenerationState* tg = gen_of(T);
+          RequestContext* rc = tg->running;  // the resumed request
+          if (ok && tg->services) {
+            push_contacts(T, tg, rc, tg->services->lookup(rc->wait_uri));
             return 1;
           }
           lua_pushnil(T);
@@ -141,9 +163,11 @@ int location_lookup(lua_State* L) {
           return 2;
         });
       });
-      if (!waits) {
-        g->running->waiting = false;  // nothing to wait for: answer from the table now
-        push_contacts(L, g, g->running, g->services->lookup(text));
+      if (waits) {
+        ctx->wait_uri.assign(text);
+      } else {
+        ctx->waiting = false;  // nothing to wait for: answer from the table now
+        push_contacts(L, g, ctx, g->services->lookup(text));
       }
     } else {
       push_contacts(L, g, g->running, g->services->lookup(text));
@@ -225,13 +249,15 @@ int push_servers(lua_State* L, const proxy::ServerList& list) {
   for (size_t i = 0; i < list.servers.size(); ++i) {
     const core::Peer& p = list.servers[i];
     lua_createtable(L, 0, 3);
-    push_sv(L, core::protocol_name(p.protocol));
-    lua_setfield(L, -2, "transport");
-    std::string ip = p.endpoint.ip();
-    push_sv(L, ip);
-    lua_setfield(L, -2, "ip");
+    push_key(L, Key::Transport);
+    push_protocol(L, p.protocol);
+    lua_rawset(L, -3);
+    push_key(L, Key::Ip);
+    push_ip(L, p.endpoint);
+    lua_rawset(L, -3);
+    push_key(L, Key::Port);
     lua_pushinteger(L, p.endpoint.port());
-    lua_setfield(L, -2, "port");
+    lua_rawset(L, -3);
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
   return 1;
@@ -246,10 +272,11 @@ int dns_resolve(lua_State* L) {
   Fault f;
   int pushed = -1;  // results pushed already; -1 = the request waits for the answer
   {
-    auto r = core::parse_uri(text);
+    core::Uri buf;
+    const core::Uri* r = sip_uri_arg(L, 1, text, buf, f);
     const char* err = nullptr;
     uint64_t id = 0;
-    if (!sip_uri_ok(text, r, f)) {
+    if (!r) {
       // f says why
     } else if (!g->resolver || !g->policy) {
       f.fail(false, "DNS is not available here");

@@ -1,5 +1,8 @@
 // The request object (`req`) and URI values: the C functions behind their rows of the export
 // table. See bridge.h for the rules that keep Lua errors away from live C++ objects.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,12 +29,6 @@ namespace {
 int sv_len(std::string_view s) { return static_cast<int>(std::min<size_t>(s.size(), 200)); }
 
 void push_sv(lua_State* L, std::string_view s) { lua_pushlstring(L, s.data(), s.size()); }
-
-// Fetch t[key] without metamethods; pushes the value and returns its type.
-int raw_field(lua_State* L, int t, const char* key) {
-  lua_pushstring(L, key);
-  return lua_rawget(L, t);
-}
 
 bool same_header(std::string_view a, std::string_view b) {
   core::HeaderId ia = core::header_id(a), ib = core::header_id(b);
@@ -166,9 +163,9 @@ bool set_uri(RequestContext* ctx, std::string_view text, bool raise, Fault& f) {
 
 // A contact's destination from its `source` table ({transport, ip, port}).
 bool read_source(lua_State* L, int t, proxy::Target& target, Fault& f) {
-  raw_field(L, t, "transport");
-  raw_field(L, t, "ip");
-  raw_field(L, t, "port");
+  get_key(L, t, Key::Transport);
+  get_key(L, t, Key::Ip);
+  get_key(L, t, Key::Port);
   size_t tl = 3, il = 0;
   const char* tr = lua_type(L, -3) == LUA_TSTRING ? lua_tolstring(L, -3, &tl) : "UDP";
   const char* ip = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &il) : nullptr;
@@ -197,7 +194,7 @@ bool read_source(lua_State* L, int t, proxy::Target& target, Fault& f) {
 bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, Fault& f) {
   idx = lua_absindex(L, idx);
   int type = lua_type(L, idx);
-  bool is_uri = type == LUA_TUSERDATA && luaL_testudata(L, idx, kUriMeta);
+  bool is_uri = type == LUA_TUSERDATA && test_uri(L, idx);
   if (type != LUA_TSTRING && type != LUA_TTABLE && !is_uri) {
     f.fail(true, "bad target: a URI string, a uri or a contact table expected, got %s",
            luaL_typename(L, idx));
@@ -213,14 +210,14 @@ bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, F
     t.uri = uri;
     return true;
   }
-  if (raw_field(L, idx, "_target") == LUA_TNUMBER && lua_isinteger(L, -1) && ctx) {
+  if (get_key(L, idx, Key::Target) == LUA_TNUMBER && lua_isinteger(L, -1) && ctx) {
     auto id = static_cast<uint64_t>(lua_tointeger(L, -1));
     for (const auto& [tid, target] : ctx->targets)
       if (tid == id) t = target;
   }
   lua_pop(L, 1);
   t.uri = uri;
-  int qt = raw_field(L, idx, "q");
+  int qt = get_key(L, idx, Key::Q);
   if (qt == LUA_TNUMBER) {
     double q = lua_tonumber(L, -1);
     if (!(q >= 0.0 && q <= 1.0)) f.fail(true, "bad contact q %g: between 0 and 1 expected", q);
@@ -229,7 +226,7 @@ bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, F
     f.fail(true, "bad contact q: a number expected, got %s", luaL_typename(L, -1));
   }
   lua_pop(L, 1);
-  int pt = raw_field(L, idx, "path");
+  int pt = get_key(L, idx, Key::Path);
   if (pt == LUA_TTABLE) {
     t.route.clear();
     int top = lua_gettop(L);
@@ -250,7 +247,7 @@ bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, F
   }
   lua_pop(L, 1);
   if (!t.destination) {
-    if (raw_field(L, idx, "source") == LUA_TTABLE) read_source(L, lua_gettop(L), t, f);
+    if (get_key(L, idx, Key::Source) == LUA_TTABLE) read_source(L, lua_gettop(L), t, f);
     lua_pop(L, 1);
   }
   return !f.set();
@@ -264,7 +261,7 @@ bool read_targets(lua_State* L, int idx, RequestContext* ctx, std::vector<proxy:
   if (type == LUA_TNONE || type == LUA_TNIL) return true;
   bool list = false;
   if (type == LUA_TTABLE) {
-    list = raw_field(L, idx, "uri") == LUA_TNIL;
+    list = get_key(L, idx, Key::Uri) == LUA_TNIL;
     lua_pop(L, 1);
   }
   if (!list) {
@@ -459,21 +456,26 @@ std::string contact_value(const proxy::Target& t) {
 
 void push_name_addr(lua_State* L, const core::NameAddr& na) {
   lua_createtable(L, 0, 3);
-  const char* err = nullptr;
-  if (push_uri(L, na.uri_text, &err)) lua_setfield(L, -2, "uri");
+  push_key(L, Key::Uri);
+  push_uri(L, na.uri);  // From and To parsed with the message (has_from / has_to)
+  lua_rawset(L, -3);
   std::string_view tag = na.tag();
   if (!tag.empty()) {
+    push_key(L, Key::Tag);
     push_sv(L, tag);
-    lua_setfield(L, -2, "tag");
+    lua_rawset(L, -3);
   }
   if (!na.display.empty()) {
+    push_key(L, Key::Display);
     push_sv(L, na.display);
-    lua_setfield(L, -2, "display");
+    lua_rawset(L, -3);
   }
 }
 
 const core::Uri* check_uri(lua_State* L, int idx) {
-  return static_cast<const core::Uri*>(luaL_checkudata(L, idx, kUriMeta));
+  const core::Uri* u = test_uri(L, idx);
+  if (!u) luaL_typeerror(L, idx, kUriMeta);
+  return u;
 }
 
 }  // namespace
@@ -496,15 +498,30 @@ int conclude(lua_State* L, const Fault& f, int pushed) {
   return 2;
 }
 
-void where(lua_State* L, int level, char* buf, size_t n) {
+size_t where(lua_State* L, int level, char* buf, size_t n) {
   lua_Debug ar;
   for (int l = level; lua_getstack(L, l, &ar); ++l) {
     if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+    // Every decision records this: formatted by hand (snprintf was most of its cost), cut
+    // at n - 1 characters as snprintf would.
     const char* src = ar.source && ar.source[0] == '@' ? ar.source + 1 : ar.short_src;
-    snprintf(buf, n, "%s:%d", src, ar.currentline);
-    return;
+    char num[16];
+    size_t nl = sizeof num;
+    for (unsigned v = static_cast<unsigned>(ar.currentline); v; v /= 10) num[--nl] = char('0' + v % 10);
+    size_t len = 0;
+    auto put = [&](const char* p, size_t k) {
+      k = std::min(k, n - 1 - len);
+      std::memcpy(buf + len, p, k);
+      len += k;
+    };
+    put(src, std::strlen(src));
+    put(":", 1);
+    put(num + nl, sizeof num - nl);
+    buf[len] = 0;
+    return len;
   }
-  snprintf(buf, n, "%s", gen_of(L)->path.c_str());
+  int len = snprintf(buf, n, "%s", gen_of(L)->path.c_str());
+  return std::min(static_cast<size_t>(len < 0 ? 0 : len), n - 1);
 }
 
 bool push_uri(lua_State* L, std::string_view text, const char** err) {
@@ -518,8 +535,38 @@ bool push_uri(lua_State* L, std::string_view text, const char** err) {
     return false;
   }
   new (mem) core::Uri(*r);  // views into the userdata's own bytes, which Lua never moves
-  luaL_setmetatable(L, kUriMeta);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, gen_of(L)->uri_mt_ref);
+  lua_setmetatable(L, -2);
   return true;
+}
+
+void push_uri(lua_State* L, const core::Uri& parsed) {
+  const std::string_view raw = parsed.raw;
+  auto* mem = static_cast<char*>(lua_newuserdatauv(L, sizeof(core::Uri) + raw.size(), 0));
+  char* chars = mem + sizeof(core::Uri);
+  if (!raw.empty()) std::memcpy(chars, raw.data(), raw.size());
+  // The message parsed this URI already: move its views onto the copy instead of parsing the
+  // copy again. A view outside the text (none today) would make the copy parse after all.
+  core::Uri u = parsed;
+  bool moved = true;
+  auto rebase = [&](std::string_view& v) {
+    if (v.data() == nullptr) return;
+    if (v.data() < raw.data() || v.data() + v.size() > raw.data() + raw.size()) {
+      moved = false;
+      return;
+    }
+    v = std::string_view(chars + (v.data() - raw.data()), v.size());
+  };
+  for (std::string_view* v : {&u.raw, &u.scheme_raw, &u.user, &u.password, &u.host, &u.params,
+                              &u.headers, &u.opaque})
+    rebase(*v);
+  if (!moved) {
+    auto r = core::parse_uri(std::string_view(chars, raw.size()));
+    u = r ? *r : core::Uri{};  // it parsed once: it parses again
+  }
+  new (mem) core::Uri(u);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, gen_of(L)->uri_mt_ref);
+  lua_setmetatable(L, -2);
 }
 
 std::string_view uri_arg(lua_State* L, int idx) {
@@ -531,11 +578,11 @@ std::string_view uri_arg(lua_State* L, int idx) {
       return {s, n};
     }
     case LUA_TUSERDATA:
-      if (auto* u = static_cast<const core::Uri*>(luaL_testudata(L, idx, kUriMeta))) return u->raw;
+      if (const core::Uri* u = test_uri(L, idx)) return u->raw;
       return {};
     case LUA_TTABLE: {
       std::string_view v;
-      if (raw_field(L, idx, "uri") != LUA_TNIL) v = uri_arg(L, -1);  // the table keeps it alive
+      if (get_key(L, idx, Key::Uri) != LUA_TNIL) v = uri_arg(L, -1);  // the table keeps it alive
       lua_pop(L, 1);
       return v;
     }
@@ -544,16 +591,57 @@ std::string_view uri_arg(lua_State* L, int idx) {
   }
 }
 
+void push_method(lua_State* L, core::Method m, std::string_view text) {
+  auto i = static_cast<size_t>(m);
+  if (m != core::Method::Other && i < kMethodNames && text == core::method_name(m))
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen_of(L)->method_names[i]);
+  else
+    push_sv(L, text);
+}
+
+void push_protocol(lua_State* L, core::Protocol p) {
+  auto i = static_cast<size_t>(p);
+  if (i < kProtocolNames)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen_of(L)->protocol_names[i]);
+  else
+    push_sv(L, core::protocol_name(p));
+}
+
+void push_ip(lua_State* L, const core::Endpoint& ep) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  size_t len = 0;
+  if (ep.family() == AF_INET) {
+    const auto* a = reinterpret_cast<const uint8_t*>(
+        &reinterpret_cast<const sockaddr_in*>(ep.sa())->sin_addr);
+    for (int i = 0; i < 4; ++i) {
+      if (i) buf[len++] = '.';
+      unsigned v = a[i];
+      if (v >= 100) buf[len++] = char('0' + v / 100);
+      if (v >= 10) buf[len++] = char('0' + v / 10 % 10);
+      buf[len++] = char('0' + v % 10);
+    }
+  } else if (ep.family() == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(ep.sa())->sin6_addr, buf, sizeof buf);
+    len = std::strlen(buf);
+  }
+  lua_pushlstring(L, buf, len);
+}
+
 RequestContext* check_request(lua_State* L, int idx) {
-  auto* h = static_cast<RequestHandle*>(luaL_checkudata(L, idx, kRequestMeta));
+  GenerationState* g = gen_of(L);
+  auto* h = static_cast<RequestHandle*>(lua_touserdata(L, idx));
+  // Nearly always the running request's own handle: the same address is that live object
+  // (it sits on the coroutine's stack), so its metatable need not be looked at.
+  if (!h || !g->running || h != g->running->handle)
+    h = static_cast<RequestHandle*>(test_object(L, idx, g->request_mt));
+  if (!h) luaL_typeerror(L, idx, kRequestMeta);
   if (!h->ctx) luaL_error(L, "request is no longer valid (its decision was already made)");
   return h->ctx;
 }
 
 void decide(lua_State* L, RequestContext* ctx, proxy::Decision&& d) {
   char origin[512];
-  where(L, 1, origin, sizeof origin);
-  d.origin = origin;
+  d.origin.assign(origin, where(L, 1, origin, sizeof origin));
   ctx->decision = std::move(d);
   ctx->decided = true;
 }
@@ -561,31 +649,34 @@ void decide(lua_State* L, RequestContext* ctx, proxy::Decision&& d) {
 void push_request(lua_State* L, RequestContext* ctx) {
   auto* h = static_cast<RequestHandle*>(lua_newuserdatauv(L, sizeof(RequestHandle), 1));
   h->ctx = ctx;
-  luaL_setmetatable(L, kRequestMeta);
-  lua_pushvalue(L, -1);
-  ctx->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->g->request_mt_ref);
+  lua_setmetatable(L, -2);
   ctx->handle = h;
 }
 
 void push_failure(lua_State* L, const proxy::FailureInfo& best) {
   lua_createtable(L, 0, 3);
+  push_key(L, Key::Status);
   lua_pushinteger(L, best.status);
-  lua_setfield(L, -2, "status");
+  lua_rawset(L, -3);
+  push_key(L, Key::Reason);
   push_sv(L, best.reason);
-  lua_setfield(L, -2, "reason");
+  lua_rawset(L, -3);
+  push_key(L, Key::Attempted);
   lua_createtable(L, static_cast<int>(best.attempted.size()), 0);
   for (size_t i = 0; i < best.attempted.size(); ++i) {
     push_sv(L, best.attempted[i]);
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
-  lua_setfield(L, -2, "attempted");
+  lua_rawset(L, -3);
 }
 
 // ---- request fields ----
 
 int req_method(lua_State* L) {
   RequestContext* ctx = check_request(L, 1);
-  push_sv(L, ctx->req->message().method_text());
+  const core::Message& m = ctx->req->message();
+  push_method(L, m.method(), m.method_text());
   return 1;
 }
 
@@ -594,9 +685,10 @@ int req_uri(lua_State* L) {
   if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) return 1;  // cached
   lua_pop(L, 1);
   const auto& ruri = ctx->req->edits().ruri;
-  std::string_view text = ruri ? std::string_view(*ruri) : ctx->req->message().ruri_text();
   const char* err = nullptr;
-  if (!push_uri(L, text, &err)) {
+  if (!ruri) {
+    push_uri(L, ctx->req->message().ruri());
+  } else if (!push_uri(L, *ruri, &err)) {
     lua_pushnil(L);
     return 1;
   }
@@ -631,10 +723,12 @@ int req_cseq(lua_State* L) {
   RequestContext* ctx = check_request(L, 1);
   const core::CSeq& c = ctx->req->message().cseq();
   lua_createtable(L, 0, 2);
+  push_key(L, Key::Number);
   lua_pushinteger(L, c.number);
-  lua_setfield(L, -2, "number");
+  lua_rawset(L, -3);
+  push_key(L, Key::Method);
   push_sv(L, c.method_text);
-  lua_setfield(L, -2, "method");
+  lua_rawset(L, -3);
   return 1;
 }
 
@@ -643,15 +737,18 @@ int req_source(lua_State* L) {
   {
     const core::Peer& p = ctx->req->source();
     lua_createtable(L, 0, 4);
+    push_key(L, Key::Trusted);
     lua_pushboolean(L, ctx->g->services && ctx->g->services->is_trusted(p.endpoint));
-    lua_setfield(L, -2, "trusted");
-    push_sv(L, core::protocol_name(p.protocol));
-    lua_setfield(L, -2, "transport");
-    std::string ip = p.endpoint.ip();  // no Lua call below can raise (bridge.h)
-    push_sv(L, ip);
-    lua_setfield(L, -2, "ip");
+    lua_rawset(L, -3);
+    push_key(L, Key::Transport);
+    push_protocol(L, p.protocol);
+    lua_rawset(L, -3);
+    push_key(L, Key::Ip);
+    push_ip(L, p.endpoint);
+    lua_rawset(L, -3);
+    push_key(L, Key::Port);
     lua_pushinteger(L, p.endpoint.port());
-    lua_setfield(L, -2, "port");
+    lua_rawset(L, -3);
   }
   return 1;
 }
@@ -934,8 +1031,8 @@ int uri_tostring(lua_State* L) {
 }
 
 int uri_eq(lua_State* L) {
-  auto* a = static_cast<const core::Uri*>(luaL_testudata(L, 1, kUriMeta));
-  auto* b = static_cast<const core::Uri*>(luaL_testudata(L, 2, kUriMeta));
+  const core::Uri* a = test_uri(L, 1);
+  const core::Uri* b = test_uri(L, 2);
   lua_pushboolean(L, a && b && core::uri_equal(*a, *b));
   return 1;
 }

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "scripts/engine/bridge.h"
 #include "scripts/engine/lua_api.h"
 #include "test/scripts/script_test_util.h"
 
@@ -477,6 +478,130 @@ function on_request(req) return req:reply(200) end
 )lua");
   FakeRequest r(invite());
   CHECK(h.request(r).status == 200);
+}
+
+// ---- values the engine builds on its fast paths ----
+
+TEST_CASE("req.source.ip is written as Endpoint::ip writes it, IPv4 and IPv6") {
+  Harness h = Harness::text(on_request(R"lua(
+  local s = req.source
+  return req:reply(200, s.ip .. "|" .. s.transport .. "|" .. s.port)
+)lua"));
+  for (const char* ip : {"0.0.0.0", "255.255.255.255", "10.0.100.5", "192.0.2.9", "1.23.45.6",
+                         "100.10.1.199", "::1", "2001:db8::7", "::ffff:192.0.2.1", "fe80::1:2"}) {
+    INFO(ip);
+    FakeRequest r(invite(), ip, 5062, sb::core::Protocol::Tls);
+    Decision d = h.request(r);
+    REQUIRE_MESSAGE(d.status == 200, h.policy.last_error());
+    auto ep = sb::core::Endpoint::parse(ip, 5062);
+    REQUIRE(ep.has_value());
+    CHECK(d.reason == ep->ip() + "|TLS|5062");
+  }
+}
+
+TEST_CASE("uri values taken from the message equal the same text parsed again") {
+  // req.uri, req.from.uri and req.to.uri reuse the message's parse; an assigned Request-URI
+  // is parsed from its text. Both must read the same.
+  Harness h = Harness::text(on_request(R"lua(
+  local function same(a, b)
+    for _, k in ipairs({"scheme", "user", "host", "port", "aor"}) do eq(a[k], b[k]) end
+    for k, v in pairs(a.params) do eq(b.params[k], v) end
+    for k, v in pairs(b.params) do eq(a.params[k], v) end
+    eq(tostring(a), tostring(b))
+    eq(a == b, true)
+  end
+  local from, to, ruri = req.from.uri, req.to.uri, req.uri
+  req.uri = tostring(from)
+  same(from, req.uri)
+  req.uri = tostring(to)
+  same(to, req.uri)
+  req.uri = tostring(ruri)
+  same(ruri, req.uri)
+  eq(req.uri == ruri, true)
+  return req:reply(200)
+)lua"));
+  struct Case {
+    const char* ruri;
+    const char* from;
+  };
+  for (Case c : {Case{"sip:bob@[2001:db8::1]:5070;transport=tcp;lr", "sip:alice@[::1]"},
+                 Case{"sips:%62ob@EXAMPLE.com;maddr=192.0.2.1", "sip:alice:secret@example.com;user=phone"},
+                 Case{"sip:192.0.2.4", "sip:+4930@gw.example.net:5080;tag-like=x"}}) {
+    INFO(c.ruri);
+    std::string msg = sip_request("INVITE", c.ruri);
+    size_t at = msg.find("<sip:alice@example.com>");
+    REQUIRE(at != std::string::npos);
+    msg.replace(at, 23, "<" + std::string(c.from) + ">");
+    FakeRequest r(msg);
+    Decision d = h.request(r);
+    CHECK_MESSAGE(d.status == 200, h.policy.last_error());
+  }
+}
+
+TEST_CASE("objects are checked: a foreign userdata is refused, a module keeps its members") {
+  Harness h = Harness::text(on_request(R"lua(
+  local ok, err = pcall(req.reply, io.stdout, 200)
+  eq(ok, false)
+  assert(err:find("request expected"), err)
+  ok, err = pcall(req.reply, req.uri, 200)
+  eq(ok, false)
+  assert(err:find("request expected"), err)
+  ok, err = pcall(function() return req.uri.host end)
+  eq(ok, true)
+  local host = getmetatable(req.uri) == "uri" and req.uri.host
+  eq(host, "example.com")
+  ok, err = pcall(function() local u = req.uri; return getmetatable(u) end)
+  eq(err, "uri")
+  -- A uri getter given something else.
+  local uri_host = debug.getmetatable(req.uri).__index
+  ok, err = pcall(uri_host, io.stdout, "host")
+  eq(ok, false)
+  assert(err:find("uri expected"), err)
+  -- A module function the script removed is gone, not found again by __index.
+  local lookup = location.lookup
+  location.lookup = nil
+  ok, err = pcall(function() return location.lookup end)
+  eq(ok, false)
+  assert(err:find("location has no field 'lookup'"), err)
+  location.lookup = lookup
+  eq(#config.domains, 2)
+  ok, err = pcall(function() return config.nothing end)
+  assert(err:find("config has no field 'nothing'"), err)
+  ok, err = pcall(function() return req[1] end)
+  assert(err:find("request has no field of type number"), err)
+  return req:reply(200)
+)lua"));
+  FakeRequest r(invite());
+  Decision d = h.request(r);
+  CHECK_DECIDED_OK(h, d);
+}
+
+TEST_CASE("the state's memory count comes back down after large and growing allocations") {
+  // Small blocks are pooled, large ones are not, and tables and strings grow across both.
+  Harness h = Harness::text(on_request(R"lua(
+  local t = {}
+  for i = 1, 20000 do t[i] = tostring(i) end
+  local big = string.rep("x", 1 << 20)
+  local parts = {}
+  for i = 1, 200 do parts[#parts + 1] = big:sub(i, i + 700) end
+  eq(#table.concat(parts), 200 * 701)
+  return req:reply(200)
+)lua"));
+  lua_State* L = h.policy.generation()->state().L;
+  FakeRequest r(invite());
+  Decision d = h.request(r);
+  CHECK_DECIDED_OK(h, d);
+  lua_gc(L, LUA_GCCOLLECT);
+  size_t base = h.policy.generation()->memory_bytes();
+  for (int i = 0; i < 5; ++i) {
+    FakeRequest again(invite());
+    CHECK_DECIDED_OK(h, h.request(again));
+  }
+  lua_gc(L, LUA_GCCOLLECT);
+  size_t after = h.policy.generation()->memory_bytes();
+  CHECK(after < base + base / 10);
+  CHECK(static_cast<size_t>(lua_gc(L, LUA_GCCOUNT)) * 1024 <= after);
+  CHECK(after < static_cast<size_t>(lua_gc(L, LUA_GCCOUNT) + 1) * 1024);
 }
 
 // ---- the export table ----

@@ -311,6 +311,53 @@ TEST_CASE("a request can wait more than once, and fail after waiting") {
   CHECK(h.policy.last_error().find("after waiting") != std::string::npos);
 }
 
+TEST_CASE("a waiting request's handle stays valid for other requests until it decides") {
+  g_waits.clear();
+  Harness h = Harness::text(
+      "waiting = nil\n"
+      "function on_request(req)\n"
+      "  if req.method == \"INVITE\" then\n"
+      "    waiting = req\n"
+      "    test.wait()\n"
+      "    collectgarbage()\n"
+      "    return req:reply(200, req.method)\n"
+      "  end\n"
+      "  local ok, m = pcall(function() return waiting.method end)\n"
+      "  return req:reply(200, tostring(ok) .. \" \" .. (ok and m or \"stale\"))\n"
+      "end\n",
+      {}, with_wait());
+  FakeRequest a(invite());
+  Outcome oa;
+  h.policy.on_request(a, capture(oa));
+  REQUIRE(g_waits.size() == 1);
+  // Another request reads the waiting one's handle: still alive, still that request.
+  FakeRequest b(sip_request("OPTIONS", "sip:bob@example.com"));
+  CHECK(h.request(b).reason == "true INVITE");
+  CHECK(h.policy.resume(g_waits[0].id, push_string("")));
+  CHECK(oa.d.reason == "INVITE");
+  // Once decided it is dead, whoever reads it.
+  FakeRequest c(sip_request("OPTIONS", "sip:bob@example.com"));
+  CHECK(h.request(c).reason == "false stale");
+}
+
+TEST_CASE("many coroutines reused: no handle outlives its request") {
+  // The pooled coroutines keep a request's handle at the bottom of their stack; every run
+  // must start on an empty one and see its own request.
+  Harness h = Harness::text(
+      "function on_request(req, ...)\n"
+      "  local n = select('#', ...)\n"
+      "  return req:reply(200, req.call_id .. \" \" .. n)\n"
+      "end\n");
+  for (int i = 0; i < 100; ++i) {
+    std::string msg = sip_request("OPTIONS", "sip:bob@example.com");
+    size_t at = msg.find("3848276298220188511");
+    msg.replace(at, 19, "call-" + std::to_string(i));
+    FakeRequest r(msg);
+    Decision d = h.request(r);
+    CHECK(d.reason == "call-" + std::to_string(i) + "@atlanta.example.com 0");
+  }
+}
+
 TEST_CASE("a request can wait inside pcall") {
   g_waits.clear();
   Harness h = Harness::text(
