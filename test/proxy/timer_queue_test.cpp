@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -78,4 +79,48 @@ TEST_CASE("TimerQueue: 300k pending timers pop in deadline order") {
   CHECK(ordered);
   CHECK(n == 300'000);
   CHECK(q.empty());
+}
+
+TEST_CASE("TimerQueue: the durations a transaction layer arms keep a few sorted runs, fired exactly in order") {
+  // Calls arriving every ms arm T1 retransmits (500, 1000, 2000 ms), Timer B/F/J (32 s) and
+  // Timer K (5 s) at their own "now": each duration stays a FIFO of its own.
+  TimerQueue q;
+  const int64_t durations[] = {500, 32000, 1000, 5000, 2000, 32000};
+  std::vector<TimerEntry> expected;
+  uint64_t id = 0;
+  for (int64_t now = 0; now < 20000; ++now)
+    for (int64_t d : durations) q.schedule(++id, 0, 0, now + d);
+  CHECK(q.runs() <= 6);
+  CHECK(q.size() == 20000 * 6);
+  int64_t last = -1;
+  uint32_t last_seq = 0;
+  bool ordered = true;
+  size_t n = q.pop_due(TimerQueue::kNever - 1, [&](const TimerEntry& e) {
+    // Deadline order, and scheduling order among equal deadlines.
+    ordered = ordered && (e.deadline_ms > last || (e.deadline_ms == last && e.seq > last_seq));
+    last = e.deadline_ms;
+    last_seq = e.seq;
+  });
+  CHECK(ordered);
+  CHECK(n == 20000 * 6);
+  CHECK(q.next_deadline() == TimerQueue::kNever);
+}
+
+TEST_CASE("TimerQueue: interleaved scheduling and firing, as a worker does") {
+  TimerQueue q;
+  std::mt19937_64 rng(7);
+  const int64_t durations[] = {0, 500, 1000, 2000, 4000, 5000, 32000, 185000};
+  std::vector<int64_t> fired;
+  int64_t now = 0;
+  for (int step = 0; step < 200000; ++step) {
+    now += static_cast<int64_t>(rng() % 3);
+    q.schedule(static_cast<uint64_t>(step), 0, 0, now + durations[rng() % 8]);
+    q.pop_due(now, [&](const TimerEntry& e) {
+      CHECK(e.deadline_ms <= now);
+      fired.push_back(e.deadline_ms);
+    });
+    REQUIRE((q.empty() || q.next_deadline() > now));
+  }
+  CHECK(std::is_sorted(fired.begin(), fired.end()));
+  CHECK(q.runs() <= 8);
 }
