@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libuv1-dev libssl-dev libc-ares-dev liblua5.4-dev nlohmann-json3-dev doctest-dev
-  libsqlite3-dev libhiredis-dev libhttp-parser-dev libbenchmark-dev
+  libsqlite3-dev libhiredis-dev libhttp-parser-dev libbenchmark-dev libgoogle-perftools-dev
   sip-tester dnsmasq-base redis-server baresip-core linphone-cli python3 openssl procps iproute2
 )
 missing=()
