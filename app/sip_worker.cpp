@@ -222,6 +222,7 @@ void SipWorker::configure(const core::Config& cfg) {
   layer_->set_timers(t);
   proxy::LayerOptions o;
   o.max_transactions = cfg.limits.max_transactions;
+  o.trying_delay_ms = cfg.timers.trying_delay_ms;
   layer_->set_options(o);
   max_headers_ = cfg.limits.max_headers;
   services_.set_trusted(cfg.security.trusted);

@@ -392,6 +392,9 @@ void read_timers(Checker& c, const Json& v, const std::string& path, TimersConfi
              // RFC 3261 §16.6 step 11 wants Timer C above 3 minutes; shorter is allowed for tests.
              {"timer_c_ms",
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 1000, 3600000, t.timer_c_ms); }},
+             // §17.2.1: the 100 Trying may be left out only when an answer comes within 200 ms.
+             {"trying_delay_ms",
+              [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, 200, t.trying_delay_ms); }},
          });
   if (t1) t.t1_ms = *t1;
   if (t2) t.t2_ms = *t2;

@@ -32,6 +32,9 @@ struct TimersConfig {
   int64_t t2_ms = 4000;
   int64_t t4_ms = 5000;
   int64_t timer_c_ms = 185000;
+  // RFC 3261 §17.2.1: an INVITE's 100 Trying goes only if no provisional or final was sent
+  // upstream within this many ms (0: at once).
+  int64_t trying_delay_ms = 200;
   bool operator==(const TimersConfig&) const = default;
 };
 

@@ -2,6 +2,7 @@
 // (non-INVITE).
 #include <algorithm>
 #include <cassert>
+#include <utility>
 
 #include "core/response.h"
 #include "proxy/transaction.h"
@@ -24,12 +25,18 @@ void ServerTransaction::start(const core::Message& request) {
   }
   enter(S::Proceeding);  // §17.2.1
   if (layer_.options_.send_100_trying) {
-    // §16.2 / §17.2.1: a 100 at once stops the upstream's Timer A retransmissions.
+    // §16.2 / §17.2.1: a 100 stops the upstream's Timer A retransmissions; at once, or when
+    // the TU has not answered within trying_delay_ms. Built now: the request is not kept.
     core::ResponseSpec spec;
     spec.status = 100;
     last_response_ = core::build_response(request, spec);
     last_status_ = 100;
-    send(last_response_);
+    if (layer_.options_.trying_delay_ms > 0) {
+      trying_pending_ = true;
+      arm(TimerKind::Trying, layer_.options_.trying_delay_ms);
+    } else {
+      send(last_response_);
+    }
   }
 }
 
@@ -47,7 +54,8 @@ bool ServerTransaction::handle(TransactionEvent&& ev) {
 
 bool ServerTransaction::resend_last() {
   if (last_response_.empty()) return false;
-  ++counters().retransmissions_sent;
+  // A retransmitted INVITE gets the deferred 100 now: it is the first sending, not a resend.
+  if (!std::exchange(trying_pending_, false)) ++counters().retransmissions_sent;
   send(last_response_);
   return true;
 }
@@ -109,6 +117,7 @@ bool ServerTransaction::on_invite_response(SendResponseEvent& e) {
   const Timers& t = timers();
   switch (state_) {
     case S::Proceeding:
+      trying_pending_ = false;  // answered in time: the 100 is not needed (§17.2.1)
       last_status_ = e.status;
       last_response_ = std::move(e.bytes);
       if (e.status >= 200 && e.status < 300) {
@@ -183,6 +192,11 @@ bool ServerTransaction::on_event(const TimerEvent& e) {
     case TimerKind::L:
       if (state_ != S::Accepted) return false;
       enter(S::Terminated);
+      return true;
+    case TimerKind::Trying:
+      // §17.2.1: nothing went upstream within trying_delay_ms: the 100 goes now.
+      if (state_ != S::Proceeding || !std::exchange(trying_pending_, false)) return false;
+      send(last_response_);
       return true;
     default:
       return false;

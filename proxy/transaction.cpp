@@ -37,6 +37,7 @@ std::string_view timer_name(TimerKind k) {
     case TimerKind::J: return "J";
     case TimerKind::L: return "L";
     case TimerKind::ServerTransportError: return "server transport error";
+    case TimerKind::Trying: return "Trying";
   }
   return "?";
 }

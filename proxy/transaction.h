@@ -44,8 +44,13 @@ struct Timers {
 struct LayerOptions {
   // STYLE.md 10: a new request beyond this many transactions goes to on_overload instead.
   size_t max_transactions = 100'000;
-  // RFC 3261 §16.2 / §17.2.1: a stateful proxy answers an INVITE with 100 Trying at once.
+  // RFC 3261 §16.2 / §17.2.1: a stateful proxy answers an INVITE with 100 Trying.
   bool send_100_trying = true;
+  // §17.2.1: the 100 may be left out when the TU answers (a provisional or final) within
+  // 200 ms. It is sent only if nothing was after this long (Timer Trying; 0: at once), which
+  // saves a datagram per call when the callee rings quickly. Keep it below the upstream's
+  // T1 (Timer A), so the INVITE is not retransmitted meanwhile.
+  int64_t trying_delay_ms = 0;
 };
 
 // The states of RFC 3261 §17 and RFC 6026 (Accepted).
@@ -58,6 +63,7 @@ std::string_view state_name(TransactionState s);
 enum class TimerKind : uint8_t {
   A, B, D, E, F, K, M, ClientTransportError,  // client transactions
   G, H, I, J, L, ServerTransportError,        // server transactions
+  Trying,                                     // the deferred 100 Trying (LayerOptions)
 };
 std::string_view timer_name(TimerKind k);
 inline bool is_client_timer(TimerKind k) { return k <= TimerKind::ClientTransportError; }
@@ -267,6 +273,7 @@ class ServerTransaction final : public Transaction {
   bool resend_last();
 
   std::string last_response_;
+  bool trying_pending_ = false;  // last_response_ is a 100 not sent yet (trying_delay_ms)
 };
 
 class TransactionLayer {

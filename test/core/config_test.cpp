@@ -185,7 +185,7 @@ TEST_CASE("config: unknown keys are named by path") {
         "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
         "location, script, logging, dns, admin, auth, tls, security (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
-        "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms "
+        "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms, trying_delay_ms "
         "(did you mean \"t2_ms\"?)");
   CHECK(only_error(R"({"location": {"sqlite": {"file": "x.db"}}})") ==
         "location.sqlite.file: unknown key; expected one of path, batch_ms, queue_capacity");
@@ -241,6 +241,11 @@ TEST_CASE("config: out of range") {
         "workers: expected an integer from 0 to 64, got 18446744073709551615");
   CHECK(only_error(R"({"timers": {"timer_c_ms": 999}})") ==
         "timers.timer_c_ms: expected an integer from 1000 to 3600000, got 999");
+  // RFC 3261 §17.2.1 allows leaving the 100 out only for answers within 200 ms.
+  CHECK(only_error(R"({"timers": {"trying_delay_ms": 201}})") ==
+        "timers.trying_delay_ms: expected an integer from 0 to 200, got 201");
+  CHECK(parse(R"({"timers": {"trying_delay_ms": 0}})").config->timers.trying_delay_ms == 0);
+  CHECK(parse("{}").config->timers.trying_delay_ms == 200);
   CHECK(only_error(R"({"limits": {"max_headers": 8}})") ==
         "limits.max_headers: expected an integer from 16 to 4096, got 8");
   CHECK(only_error(R"({"script": {"max_instructions": 999}})") ==

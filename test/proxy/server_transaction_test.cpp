@@ -66,6 +66,70 @@ TEST_CASE("server INVITE: without the 100 flag nothing is sent until the TU resp
   CHECK(f.layer->counters().absorbed == 1);
 }
 
+TEST_CASE("server INVITE, 100 deferred: an answer within the delay leaves the 100 out (§17.2.1)") {
+  LayerOptions opts;
+  opts.trying_delay_ms = 200;
+  Fixture f({}, opts);
+  const std::string inv = Req{}.text();
+  f.deliver(inv, kUpstream);
+  ServerTransaction* t = f.server();
+  REQUIRE(t != nullptr);
+  CHECK(f.env.sent.empty());  // not at once
+  f.run_until(150);
+  CHECK(t->respond(180, response_to(inv, 180, "srv")));
+  f.run_until(1'000);
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 0);
+  CHECK(f.env.times_of("SIP/2.0 180 Ringing") == Times{150});
+  // A retransmission now gets the 180, as ever.
+  f.deliver(inv, kUpstream);
+  CHECK(f.env.count("SIP/2.0 180 Ringing") == 2);
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 0);
+}
+
+TEST_CASE("server INVITE, 100 deferred: sent when the delay passes with no answer, or at a retransmission") {
+  LayerOptions opts;
+  opts.trying_delay_ms = 200;
+  Fixture f({}, opts);
+  Req a;
+  const std::string inv = a.text();
+  f.deliver(inv, kUpstream);
+  f.run_until(199);
+  CHECK(f.env.sent.empty());
+  f.run_until(200);
+  CHECK(f.env.times_of("SIP/2.0 100 Trying") == Times{200});
+  CHECK(f.layer->counters().retransmissions_sent == 0);
+  f.deliver(inv, kUpstream);
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 2);
+  CHECK(f.layer->counters().retransmissions_sent == 1);
+
+  // A retransmitted INVITE before the delay: the 100 goes then, once; the timer does nothing.
+  Req b;
+  b.branch = "z9hG4bKup2";
+  b.call_id = "second";
+  const std::string inv2 = b.text();
+  f.run_until(1'000);
+  f.deliver(inv2, kUpstream);
+  f.run_until(1'100);
+  f.deliver(inv2, kUpstream);
+  f.run_until(2'000);
+  Msg first(f.env.sent.back().bytes);
+  CHECK(first.m.call_id() == "second");
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 3);
+  CHECK(f.env.times_of("SIP/2.0 100 Trying") == Times{200, 200, 1'100});
+  CHECK(f.layer->counters().retransmissions_sent == 1);  // the deferred 100's first sending is none
+  // A final before the delay: no 100 either, and the timer is stale.
+  Req c;
+  c.branch = "z9hG4bKup3";
+  c.call_id = "third";
+  const std::string inv3 = c.text();
+  f.deliver(inv3, kUpstream);
+  ServerTransaction* t3 = f.server();
+  REQUIRE(t3 != nullptr);
+  CHECK(t3->respond(486, response_to(inv3, 486, "srv")));
+  f.run_until(2'500);
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 3);
+}
+
 TEST_CASE("server INVITE, UDP: Timer G doubles up to T2 until Timer H (64*T1)") {
   Fixture f;
   const std::string inv = Req{}.text();
