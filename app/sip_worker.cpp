@@ -105,8 +105,9 @@ class SipWorker::TimedPolicy final : public proxy::RoutingPolicy {
 
 // Cluster routing around the script (docs/cluster.md), active with a shared location
 // backend: a request another node routed to a flow we hold is relayed over it whatever the
-// script says, and the failure of a flow held by another node becomes 480. (A lookup that
-// misses waits inside the script's location.lookup: PolicyServices::lookup_wait.)
+// script says, and a 430 never reaches the caller. (A flow held by another node that fails
+// counts as 480 in the proxy core: Target::hop_failure_status. A lookup that misses waits
+// inside the script's location.lookup: PolicyServices::lookup_wait.)
 class SipWorker::ClusterPolicy final : public proxy::RoutingPolicy {
  public:
   ClusterPolicy(SipWorker& w, proxy::RoutingPolicy& target) : w_(w), target_(target) {}
@@ -115,11 +116,9 @@ class SipWorker::ClusterPolicy final : public proxy::RoutingPolicy {
     target_.on_request(req, std::move(done));
   }
   void on_failure(proxy::PolicyRequest& req, const proxy::FailureInfo& best, proxy::DecisionFn done) override {
-    if (w_.location_.shared() && (best.status == 430 || ((best.status == 408 || best.status == 503) &&
-                                                          only_via_owners(req)))) {
-      // RFC 5626 §5.3: a 430 Flow Failed from the node owning the flow is for us, not the
-      // caller, and so is the timeout or transport error of an owner that is gone: with no
-      // other flow left the answer is 480 (docs/cluster.md).
+    if (w_.location_.shared() && best.status == 430) {
+      // RFC 5626 §5.3: a 430 Flow Failed is for us, not the caller. The core already counts
+      // one on a binding's own target as 480; this one came through a target the script built.
       done = [inner = std::move(done)](proxy::Decision d) {
         if (d.kind == proxy::Decision::Kind::None) d = proxy::Decision::reply(480, "Temporarily Unavailable");
         inner(std::move(d));
@@ -156,17 +155,6 @@ class SipWorker::ClusterPolicy final : public proxy::RoutingPolicy {
       return true;
     }
     done(proxy::Decision::reply(430, "Flow Failed"));
-    return true;
-  }
-  // Is every binding of the Request-URI's AOR a flow held by another node (reached through
-  // its owner)?
-  bool only_via_owners(const proxy::PolicyRequest& req) const {
-    const core::Uri& u = req.message().ruri();
-    if (!u.is_sip() || u.user.empty()) return false;
-    auto bindings = w_.location_.lookup(u);
-    if (bindings.empty()) return false;
-    for (const location::Binding& b : bindings)
-      if (b.path.empty() || !location::is_owner_route(b.path.front())) return false;
     return true;
   }
   SipWorker& w_;

@@ -373,28 +373,39 @@ void LocationService::sweeper() {
 
 RemoteSink LocationService::remote_sink() {
   RemoteSink sink;
-  sink.apply = [this](std::string_view aor, std::vector<Binding> b) { apply_remote(aor, std::move(b)); };
-  sink.reconcile = [this](const std::function<bool(std::string_view)>& in_store, bool restarted) {
+  sink.apply = [this](std::string_view aor, std::vector<Binding> b, bool keep_own) {
+    apply_remote(aor, std::move(b), keep_own);
+  };
+  sink.reconcile = [this](const std::function<Stored(const BindingKey&)>& in_store, bool restarted) {
     reconcile(in_store, restarted);
   };
   return sink;
 }
 
-void LocationService::reconcile(const std::function<bool(std::string_view)>& in_store, bool restarted) {
+void LocationService::reconcile(const std::function<Stored(const BindingKey&)>& in_store, bool restarted) {
   size_t dropped = 0, rewritten = 0;
+  const int64_t now = clock_.wall_ms();
   for (uint32_t i = 0; i < settings_.shards; ++i) {
     Shard& s = shards_[i];
     std::lock_guard lock(s.mu);
     Store* st = store();
     for (auto it = s.map.begin(); it != s.map.end();) {
-      if (in_store(it->first)) {
-        ++it;
-        continue;
-      }
-      // Another node's bindings the shared store no longer has were removed there; ours
-      // stay (they may still be on their way to it), and go to it again after a restart.
       Record** link = &it->second.head;
       while (Record* r = *link) {
+        BindingKey k;
+        k.id = r->id;
+        k.aor = it->first;
+        k.contact = r->field(kContact);
+        k.instance = r->field(kInstance);
+        k.reg_id = r->reg_id;
+        k.expires_at = r->expires_at;
+        const Stored has = in_store(k);
+        if (has == Stored::Yes || (has == Stored::Unknown && r->remote)) {
+          link = &r->next;
+          continue;
+        }
+        // Another node's binding the shared store no longer has was removed there; ours stay
+        // (they may still be on their way to it), and go to it again after a restart.
         if (r->remote) {
           *link = r->next;
           --it->second.count;
@@ -402,7 +413,7 @@ void LocationService::reconcile(const std::function<bool(std::string_view)>& in_
           ++dropped;
           continue;
         }
-        if (restarted && st) {
+        if (restarted && st && r->expires_at > now) {
           st->save(StoredBinding{r->id, it->first, r->to_binding()});
           ++rewritten;
         }
@@ -841,7 +852,7 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
   return {};
 }
 
-void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bindings) {
+void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bindings, bool keep_own) {
   if (aor.empty()) return;
   const int64_t now = clock_.wall_ms();
   // Built before the lock; expired and unusable bindings are skipped.
@@ -854,17 +865,28 @@ void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bi
   Shard& s = shard_for(aor);
   std::lock_guard lock(s.mu);
   auto it = s.map.find(aor);
+  // A binding named as in the store: an RFC 5626 flow by (+sip.instance, reg-id), else by URI.
+  auto listed = [&](const Record* r) {
+    for (const Binding& b : bindings)
+      if (!b.instance.empty() && b.reg_id != 0 ? r->reg_id == b.reg_id && r->field(kInstance) == b.instance
+                                               : r->field(kContact) == b.contact)
+        return true;
+    return false;
+  };
+  std::vector<Record*> kept;
   if (it != s.map.end()) {
     // The shared store is the truth: what this node cached goes, without writing anything.
     for (Record* r = it->second.head; r;) {
       Record* next = r->next;
-      release(s, r, false);
+      if (keep_own && !r->remote && !listed(r)) kept.push_back(r);
+      else release(s, r, false);
       r = next;
     }
     it->second.head = nullptr;
     it->second.count = 0;
+    for (Record* r : kept) insert_sorted(it->second, r);  // still on the expiry wheel
   }
-  if (records.empty()) {
+  if (records.empty() && kept.empty()) {
     if (it != s.map.end()) {
       s.map.erase(it);
       aors_.fetch_sub(1, std::memory_order_relaxed);

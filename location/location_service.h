@@ -91,8 +91,9 @@ class LocationService {
 
   // Replace what the table holds for `aor` with `bindings` (expired ones skipped), as read from
   // a shared store after another node changed them: nothing is written back to the store, and
-  // the limits are the writing node's business.
-  void apply_remote(std::string_view aor, std::vector<Binding> bindings);
+  // the limits are the writing node's business. With `keep_own`, this node's own bindings
+  // that `bindings` lacks stay (the store may have lost them: RemoteSink::apply).
+  void apply_remote(std::string_view aor, std::vector<Binding> bindings, bool keep_own = false);
   // Does the table hold `aor` (a canonical AOR)? Cheaper than lookup() when that is all.
   bool has(std::string_view aor) const;
   // Shared backends (Redis): read `aor` into the table, then `done(ok)` on the store's thread
@@ -151,7 +152,7 @@ class LocationService {
   bool insert_loaded(const StoredBinding& row, bool previous_process);
   // Other nodes' changes, from a shared store's loops, into apply_remote() / reconcile().
   RemoteSink remote_sink();
-  void reconcile(const std::function<bool(std::string_view)>& in_store, bool restarted);
+  void reconcile(const std::function<Stored(const BindingKey&)>& in_store, bool restarted);
   // The current store. A replaced one is closed but kept until the service dies: a worker
   // may still be asking it shared() or fetch().
   std::atomic<Store*> store_{nullptr};

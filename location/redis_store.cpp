@@ -290,6 +290,9 @@ struct RedisStore::Lane {
       uv_async_init(loop, &async, [](uv_async_t* a) { static_cast<Lane*>(a->data)->on_async(); });
       async.data = this;
     }
+    // Store::attach runs on the loop's own thread: a fetch() from it is answered here from
+    // the start, not only once a callback has run.
+    thread.store(std::this_thread::get_id(), std::memory_order_relaxed);
     uv_timer_init(loop, &timer);
     timer.data = this;
     const RedisSettings& s = settings();
@@ -335,8 +338,8 @@ struct RedisStore::Lane {
       if (op.is_write()) {
         store->acked(op);
         ++left;
-      } else if (op.done) {
-        op.done(true);
+      } else if (op.kind == Op::Kind::Fetch) {
+        store->fetched(op, true, false);
       }
     {
       std::lock_guard lock(store->mu_);
@@ -347,7 +350,7 @@ struct RedisStore::Lane {
     store->acked_.notify_all();
   }
 
-  // The loop's thread, learnt from its callbacks (start() may run before the loop does).
+  // The loop's thread, as seen by its callbacks (start() records it too).
   void on_loop_thread() {
     const auto me = std::this_thread::get_id();
     if (thread.load(std::memory_order_relaxed) != me) thread.store(me, std::memory_order_relaxed);
@@ -508,7 +511,10 @@ struct RedisStore::Lane {
       c.up = false;
       store->link_changed(-1, closing);
     }
-    if (c.subscriber && index == 0) resync_wanted = false;  // asked again once subscribed
+    if (c.subscriber && index == 0) {
+      resync_wanted = false;  // asked again once subscribed
+      store->caught_up_ = false;
+    }
   }
 
   static void on_reply(redisAsyncContext*, void* r, void* priv) {
@@ -544,14 +550,17 @@ struct RedisStore::Lane {
         } else if (op.kind == Op::Kind::Refresh) {
           if (!refused) {
             st.track(op.aor);
-            if (st.sink_.apply) st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor));
+            // Until the node has re-read Redis since it reconnected, Redis may be a restarted
+            // one that lacks our bindings, which the re-read writes again: keep them till then.
+            if (st.sink_.apply)
+              st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor), !st.caught_up_.load());
             std::lock_guard lock(st.mu_);
             ++st.stats_.refreshes;
           }
         } else {
           // Nothing there changes nothing: a REGISTER may have added the AOR locally meanwhile.
           if (!refused && r->type == REDIS_REPLY_ARRAY && r->elements > 0 && st.sink_.apply)
-            st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor));
+            st.sink_.apply(op.aor, decode_hash(r, settings().node_id, op.aor), false);
           st.fetched(op, true, false);
         }
         return;
@@ -644,6 +653,7 @@ struct RedisStore::Lane {
     Lane& l = *c->lane;
     if (kind == "subscribe") {
       c->subscribed = true;
+      l.store->caught_up_ = false;
       // Changes made while we were not listening: re-read everything.
       l.resync_wanted = true;
       l.on_tick();
@@ -870,6 +880,7 @@ void RedisStore::set_tracking() {
 }
 
 void RedisStore::fetched(Op& op, bool ok, bool timed_out) {
+  fetches_waiting_.fetch_sub(1, std::memory_order_relaxed);
   {
     std::lock_guard lock(mu_);
     ++stats_.fetches;
@@ -909,19 +920,35 @@ void RedisStore::finish_resync(Lane& l, bool ok) {
     restarted = !run_id_.empty() && !l.scan_run_id.empty() && l.scan_run_id != run_id_;
     if (!l.scan_run_id.empty()) run_id_ = l.scan_run_id;
   }
-  std::unordered_set<std::string> present;
-  for (auto& [aor, bindings] : l.scanned) {
-    present.insert(aor);
-    if (!skip.count(aor) && sink_.apply) sink_.apply(aor, std::move(bindings));
+  // What Redis holds: the fields of every AOR read.
+  std::unordered_map<std::string, std::unordered_set<std::string>> present;
+  for (const auto& [aor, bindings] : l.scanned) {
+    auto& fields = present[aor];
+    for (const Binding& b : bindings) fields.insert(redis_field(b.contact, b.instance, b.reg_id));
   }
+  // First the bindings Redis lacks, while the table still holds them all: a restarted Redis
+  // may have come back with part of an AOR (one of its bindings changed during the outage).
   if (sink_.reconcile)
     sink_.reconcile(
-        [&](std::string_view aor) {
-          std::string k(aor);
-          return present.count(k) > 0 || skip.count(k) > 0;
+        [&](const BindingKey& k) {
+          std::string aor(k.aor);
+          auto it = present.find(aor);
+          if (it != present.end() && it->second.count(redis_field(k.contact, k.instance, k.reg_id)))
+            return Stored::Yes;
+          return skip.count(aor) ? Stored::Unknown : Stored::No;
         },
         restarted);
   if (restarted) SB_WARN("location: redis restarted; this node's bindings it lacked are written again");
+  // Then what Redis holds, except over changes on their way (the ones just written again
+  // included: their PUBLISH brings the whole AOR back).
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [aor, n] : unacked_) skip.insert(aor);
+  }
+  for (auto& [aor, bindings] : l.scanned)
+    if (!skip.count(aor) && sink_.apply) sink_.apply(aor, std::move(bindings), false);
+  // Caught up, unless the subscriber re-subscribed meanwhile: then the next re-read is.
+  if (!l.resync_wanted) caught_up_ = true;
   SB_DEBUG("location: redis resync: %zu AORs", l.scanned.size());
 }
 
@@ -953,6 +980,11 @@ bool RedisStore::fetch(std::string_view aor, std::function<void(bool ok)> done) 
     // Degraded: answer from the local table at once rather than wait for a timeout.
     if (stats_.degraded) return false;
   }
+  // STYLE.md 10: the reads waiting are bounded; past it a request runs on the local table.
+  if (fetches_waiting_.fetch_add(1, std::memory_order_relaxed) >= kMaxWaitingFetches) {
+    fetches_waiting_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
   Op op;
   op.kind = Op::Kind::Fetch;
   op.aor = std::string(aor);
@@ -960,9 +992,9 @@ bool RedisStore::fetch(std::string_view aor, std::function<void(bool ok)> done) 
   if (Lane* l = current_lane()) {
     // The asking worker's own connection: no hand-off.
     Conn& c = l->read_conn();
-    if (!c.up) return false;
-    if (!l->send(c, op)) return false;
-    return true;
+    if (c.up && l->send(c, op)) return true;
+    fetches_waiting_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
   }
   lane_for(aor).post(std::move(op));
   return true;

@@ -8,7 +8,7 @@
 // The node's LocationService stays the fast path: it is a full replica. Other nodes' changes
 // arrive by pub/sub and are re-read (HGETALL) into the table through the RemoteSink; after
 // every (re)connection of the subscriber the whole keyspace is re-read, which also catches
-// up on what was missed (RemoteSink::reconcile for AORs Redis lacks).
+// up on what was missed (RemoteSink::reconcile for the bindings Redis lacks).
 //
 // I/O: hiredis's async API on the workers' own libuv loops (Store::attach). Worker i is
 // "lane" i: it holds pool_size command connections; an AOR's changes (and the re-reads
@@ -113,6 +113,11 @@ class RedisStore final : public Store {
   std::atomic<bool> running_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<int> attached_lanes_{0};
+  // The keyspace was re-read since the subscriber last (re)subscribed: a re-read AOR that lacks
+  // one of our bindings lost it for good (RemoteSink::apply's keep_own until then).
+  std::atomic<bool> caught_up_{false};
+  static constexpr int kMaxWaitingFetches = 1024;
+  std::atomic<int> fetches_waiting_{0};  // fetch() accepted, done not called yet
 
   mutable std::mutex mu_;               // stats_, links_up_, warned_, the pending writes
   std::condition_variable acked_;

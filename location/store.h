@@ -49,16 +49,26 @@ struct BindingKey {
   bool expired = false;       // removed because it expired (not by a REGISTER or an operator)
 };
 
+// What a re-read of the shared store found of one binding the table holds.
+enum class Stored : uint8_t {
+  Yes,      // the shared store holds it
+  No,       // it does not
+  Unknown,  // it did not, but its AOR changed while the store was read: the read may be older
+};
+
 // How a cluster store keeps the table a replica of the shared store. Called on the store's
 // loops (the workers'), never under a shard lock.
 struct RemoteSink {
-  // The AOR's bindings as the shared store now holds them (empty: none left).
-  std::function<void(std::string_view aor, std::vector<Binding> bindings)> apply;
-  // After the whole shared store was re-read (a reconnection): for every AOR the table holds
-  // and `in_store(aor)` says the shared store lacks, drop the other nodes' bindings (removed
-  // while we were not listening) and, when `restarted` (the shared store is a new process that
-  // may have lost data), write this node's own bindings to it again.
-  std::function<void(const std::function<bool(std::string_view aor)>& in_store, bool restarted)> reconcile;
+  // The AOR's bindings as the shared store now holds them (empty: none left). `keep_own`: the
+  // shared store may have lost data this node has not written again yet (it reconnected and
+  // has not re-read it all since): this node's own bindings it lacks are kept, for reconcile.
+  std::function<void(std::string_view aor, std::vector<Binding> bindings, bool keep_own)> apply;
+  // After the whole shared store was re-read (a reconnection), before what was read is applied,
+  // for every binding the table holds that the shared store lacks (`in_store(key)`): another
+  // node's is dropped when the answer is No (removed while we were not listening); this node's
+  // own stays (it may still be on its way) and, when `restarted` (the shared store is a new
+  // process that may have lost data), is written to the shared store again.
+  std::function<void(const std::function<Stored(const BindingKey& key)>& in_store, bool restarted)> reconcile;
 };
 
 class Store {

@@ -2,6 +2,7 @@
 
 #include "core/text.h"
 #include "core/uri.h"
+#include "location/redis_store.h"
 
 namespace sb::proxy {
 
@@ -11,8 +12,13 @@ Target binding_target(const location::Binding& b) {
   t.q1000 = b.q;
   t.route = b.path;
   bool flow = !b.instance.empty() && b.reg_id != 0;
-  if (b.path.empty() && b.source.endpoint.valid() && (core::is_reliable(b.source.protocol) || flow))
+  if (b.path.empty() && b.source.endpoint.valid() && (core::is_reliable(b.source.protocol) || flow)) {
     t.destination = b.source;
+    t.destination->flow = true;  // a UDP flow: leave from the socket it was opened to
+  }
+  // A flow held by another cluster node (docs/cluster.md): that node gone, or answering 430,
+  // means the UA is unreachable through it for now, not that we failed (RFC 5626 §5.3).
+  if (!b.path.empty() && location::is_owner_route(b.path.front())) t.hop_failure_status = 480;
   return t;
 }
 

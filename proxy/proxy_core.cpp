@@ -588,6 +588,11 @@ void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool 
     send_branch(ctx, b);
     return;
   }
+  // A next hop that failed the branch without reaching the UA (cluster: a flow's owner node
+  // gone) counts as the target says; Timer C after a provisional means the UA was reached.
+  if (b.target.hop_failure_status && (status == 408 || status == 503 || status == 430) &&
+      !(b.timed_out && b.state == Branch::State::Proceeding))
+    status = b.target.hop_failure_status;
   b.state = Branch::State::Done;
   b.status = status;
   b.response.clear();
@@ -737,6 +742,11 @@ void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
   }
   if (is_failover_code(ctx, status) && may_fail_over(ctx, *b)) {
     branch_failed(ctx, *b, status, true);
+    return;
+  }
+  if (status == 430 && b->target.hop_failure_status) {
+    // RFC 5626 §5.3: the edge proxy's 430 Flow Failed is for us, never for the caller.
+    branch_failed(ctx, *b, status, false);
     return;
   }
   b->state = Branch::State::Done;

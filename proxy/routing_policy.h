@@ -24,6 +24,10 @@ struct Target {
   std::vector<std::string> route;          // Route values to put on top for this branch (RFC 3327 Path)
   std::optional<core::Peer> destination;   // fixed next hop (a binding's source/flow: NAT, TCP
                                            // reuse, RFC 5626); empty = resolve per RFC 3263
+  // Nonzero: what the branch counts as in the best-response selection (§16.7 step 6) when its
+  // next hop fails it without a usable response: a timeout, a transport error, or 430 Flow
+  // Failed (RFC 5626 §5.3). Set for a flow reached through another cluster node (480).
+  int hop_failure_status = 0;
 };
 
 struct RelayOptions {

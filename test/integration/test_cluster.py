@@ -56,11 +56,13 @@ class Redis:
         self.tmp.cleanup()
 
 
-def node(redis, workers=2):
+def node(redis, workers=2, t1_ms=None):
     p = Proxy(workers=workers, ipv6=False)
     sbtest.deep_update(p.config, {"location": {"backend": "redis", "redis": {
         "servers": ["127.0.0.1:%d" % redis.port], "prefix": "sbt:", "reconnect_ms": 100,
         "connect_timeout_ms": 500, "command_timeout_ms": 500}}})
+    if t1_ms:
+        p.config["timers"] = {"t1_ms": t1_ms}  # Timer B = 64*T1
     return p
 
 
@@ -302,6 +304,74 @@ def test_flow_held_by_a_is_reached_through_a():
         caller.close()
 
 
+def recv_final(client, call_id, timeout):
+    """The first final response for `call_id` (others' retransmissions skipped), or None."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = client.recv_response(timeout=deadline - time.time(), skip_provisional=True)
+        if r is None or r.header("Call-ID") == call_id:
+            return r
+    return None
+
+
+def recv_request(client, method, call_id, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        raw = client.recv(deadline - time.time())
+        if raw is None:
+            return None
+        m = sbtest.Response(raw)
+        if m.start.startswith(method + " ") and m.header("Call-ID") == call_id:
+            return m
+    return None
+
+
+def test_mixed_aor_owner_gone_gets_the_best_answer():
+    # ivy has two bindings: a UDP one (reached from any node) and a TCP flow held by A (reached
+    # through A, RFC 5626). A dies: the branch through A counts as 480 (docs/cluster.md), so the
+    # caller gets the UDP binding's answer or 480, never the dead hop's 408 or 500 (RFC 3261
+    # §16.7 step 6: the lowest class wins).
+    with Redis() as redis, node(redis) as a, node(redis, t1_ms=50) as b:
+        # The flow has the higher q, so its branch is tried first (RFC 3261 §16.6: one q-group
+        # after another) and, of two 4xx, the one the proxy keeps (it used to be the dead hop's 408).
+        ua = UdpClient()
+        ua.dest = ("127.0.0.1", b.port)
+        ua.send(request("REGISTER", "sip:localhost", ua, from_uri="sip:ivy@localhost", to_uri="sip:ivy@localhost",
+                        extra_headers=["Contact: <sip:ivy@127.0.0.1:%d>;q=0.5" % ua.port, "Expires: 600"]))
+        r = ua.recv_response(timeout=3, skip_provisional=True)
+        check(r is not None and r.status == 200, "REGISTER over UDP on B: %r" % r)
+        flow = sbtest.TcpClient(a.port)
+        contact = "sip:ivy@127.0.0.1:%d;transport=tcp" % flow.port
+        flow.send(request("REGISTER", "sip:localhost", flow, extra_headers=["Contact: <%s>" % contact, "Expires: 600"],
+                          from_uri="sip:ivy@localhost", to_uri="sip:ivy@localhost"))
+        r = flow.recv_response(timeout=3, skip_provisional=True)
+        check(r is not None and r.status == 200, "REGISTER over TCP on A: %r" % r)
+        check(poll(lambda: len(bindings(b, "sip:ivy@localhost")) == 2, 5), "B holds both of ivy's bindings")
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        flow.close()
+
+        caller = UdpClient()
+        caller.dest = ("127.0.0.1", b.port)
+        for answer, allowed in ((486, (486, 480)), (None, (480,))):
+            call_id = "mixed-%s" % answer
+            caller.send(request("INVITE", "sip:ivy@localhost", caller, call_id=call_id,
+                                extra_headers=["Contact: <sip:caller@127.0.0.1:%d>" % caller.port]))
+            inv = recv_request(ua, "INVITE", call_id, 10)
+            check(inv is not None, "B went on to the UDP binding:\n%s" % b.read_log()[-1500:])
+            if answer:
+                top = inv.all("Via")[0].split(",")[0]
+                m = re.search(r"SIP/2\.0/UDP ([0-9.]+):(\d+)", top)
+                ua.send(reply_to(inv, answer, "Busy Here"), to=(m.group(1), int(m.group(2))))
+            r = recv_final(caller, call_id, 10)
+            check(r is not None and r.status in allowed,
+                  "UA %s, owner gone: caller got %r, expected one of %r\n%s" % (
+                      answer or "silent", r, allowed, b.read_log()[-1500:]))
+            print("UA %s, owner gone: caller got %d %s" % (answer or "silent", r.status, r.reason), flush=True)
+        caller.close()
+        ua.close()
+
+
 def test_reload_switches_backend():
     with Redis() as redis, node(redis) as b, Proxy(ipv6=False) as p:
         register(p.port, "lena", "sip:lena@127.0.0.1:5997")  # memory backend
@@ -347,4 +417,4 @@ if __name__ == "__main__":
     sbtest.run([test_config_errors_name_the_key, test_register_on_a_call_through_b_deregister_on_b,
                 test_node_killed_bindings_survive_and_reregister_on_b, test_redis_down_under_load_then_catch_up,
                 test_lookup_miss_reads_through_and_times_out_with_500, test_flow_held_by_a_is_reached_through_a,
-                test_reload_switches_backend])
+                test_mixed_aor_owner_gone_gets_the_best_answer, test_reload_switches_backend])

@@ -454,3 +454,44 @@ TEST_CASE("start/stop with the background sweeper, memory only") {
   CHECK(loc.lookup(kAor).size() == 1);  // the table outlives stop()
   CHECK(loc.store_stats().written == 0);
 }
+
+TEST_CASE("apply_remote replaces an AOR with the shared store's copy; keep_own keeps ours it lacks") {
+  core::FakeClock clock;
+  LocationService loc(clock, manual(), nullptr);
+  BindingChange a = change("sip:a@192.0.2.1"), b = change("sip:b@192.0.2.2");
+  REQUIRE(loc.update(kAor, request("c1", 1), {&a, 1}));
+  REQUIRE(loc.update(kAor, request("c2", 1), {&b, 1}));
+  location::Binding theirs;
+  theirs.contact = "sip:t@192.0.2.9";
+  theirs.expires_at = clock.wall_ms() + 60'000;
+  theirs.remote = true;
+  location::Binding ours_b = loc.lookup(kAor)[0];  // b, the most recent
+  REQUIRE(ours_b.contact == "sip:b@192.0.2.2");
+  ours_b.cseq = 7;  // as the store holds it
+
+  // The store may have lost `a` (it restarted, and is being re-read): ours stay.
+  loc.apply_remote(kAor, {theirs, ours_b}, true);
+  auto got = loc.lookup(kAor);
+  std::vector<std::string> got_contacts = contacts(got);
+  std::sort(got_contacts.begin(), got_contacts.end());
+  CHECK(got_contacts == Strings{"sip:a@192.0.2.1", "sip:b@192.0.2.2", "sip:t@192.0.2.9"});
+  for (const auto& x : got)
+    if (x.contact == "sip:b@192.0.2.2") CHECK(x.cseq == 7);  // the store's copy of one it has
+  CHECK(loc.size() == 3);
+
+  // Otherwise the store is the truth: `a` was removed there.
+  loc.apply_remote(kAor, {theirs, ours_b});
+  CHECK(contacts(loc.lookup(kAor)) == Strings{"sip:b@192.0.2.2", "sip:t@192.0.2.9"});
+  loc.apply_remote(kAor, {}, true);  // nothing there: ours stay, theirs go
+  CHECK(contacts(loc.lookup(kAor)) == Strings{"sip:b@192.0.2.2"});
+  loc.apply_remote(kAor, {});
+  CHECK(loc.lookup(kAor).empty());
+  CHECK(loc.size() == 0);
+  CHECK(loc.aor_count() == 0);
+  // A kept binding still expires.
+  REQUIRE(loc.update(kAor, request("c1", 2), {&a, 1}));
+  loc.apply_remote(kAor, {theirs}, true);
+  clock.advance(3'601'000);
+  CHECK(loc.sweep(clock.wall_ms()) == 2);
+  CHECK(loc.size() == 0);
+}

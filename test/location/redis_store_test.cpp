@@ -11,14 +11,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <map>
 #include <filesystem>
 #include <functional>
+#include <future>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "location/location_service.h"
 
@@ -139,14 +145,18 @@ location::Settings manual() {
   return s;
 }
 
-std::unique_ptr<RedisStore> store_for(const RedisServer& server, const std::string& node) {
+// lanes == 0: the store runs its own loop; else workers lend theirs (join_lane).
+std::unique_ptr<RedisStore> store_for(const RedisServer& server, const std::string& node, uint32_t lanes = 0,
+                                      uint32_t pool_size = 1, uint32_t capacity = 1000) {
   location::RedisSettings rs;
   rs.servers = {server.address()};
   rs.node_id = node;
   rs.reconnect_ms = 50;
   rs.connect_timeout_ms = 500;
   rs.command_timeout_ms = 500;
-  return std::make_unique<RedisStore>(rs, 1000);
+  rs.lanes = lanes;
+  rs.pool_size = pool_size;
+  return std::make_unique<RedisStore>(rs, capacity);
 }
 
 location::UpdateRequest request(std::string_view call_id, uint32_t cseq) {
@@ -162,6 +172,127 @@ BindingChange contact(std::string_view uri, uint32_t expires) {
   c.contact = uri;
   c.expires = expires;
   return c;
+}
+
+// Waits until `loc` (a store of one connection: lanes 0, pool_size 1) has subscribed and
+// listed the keys its re-read then does (SCAN, sent on subscribing): a key written after that
+// is not read by it, only by a read-through. Shown by one of its own changes coming back by
+// pub/sub (its re-read goes over that one connection, after the SCAN); made again until one
+// does, as one made before it subscribed never comes back.
+void subscribed(LocationService& loc) {
+  const uint64_t before = loc.store_stats().refreshes;
+  BindingChange c = contact("sip:probe@127.0.0.1:5001", 60);
+  uint32_t cseq = 0;
+  bool ok = eventually([&] {
+    if (loc.store_stats().refreshes > before) return true;
+    auto changed = loc.update("sip:probe@example.com", request("probe", ++cseq), {&c, 1});
+    (void)changed;
+    return false;
+  });
+  REQUIRE_MESSAGE(ok, "the node never heard its own change back");
+}
+
+// Text made of its parts (GCC 12 at -O3 warns, wrongly, on "literal" + std::to_string(n)).
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  (out.append(std::string_view(parts)), ...);
+  return out;
+}
+
+// The Contact URIs a node's table holds for `aor`, sorted.
+std::set<std::string> contacts_of(const LocationService& loc, std::string_view aor) {
+  std::set<std::string> out;
+  for (const auto& b : loc.lookup(aor)) out.insert(b.contact);
+  return out;
+}
+
+// The hash fields Redis holds for `aor` (prefix "sb:").
+std::set<std::string> fields_of(RedisServer& redis, std::string_view aor) {
+  std::set<std::string> out;
+  for (const auto& [field, value] : redis.hgetall("sb:aor:" + std::string(aor))) out.insert(field);
+  return out;
+}
+
+// An AOR named `stem<n>@example.com` that RedisStore writes on lane `lane` of `lanes`, over
+// connection `conn` of its pool (hash(AOR) % lanes, then / lanes % pool_size): so a test covers
+// every lane and connection. Should the store hash otherwise, the test still holds, it only
+// covers less.
+std::string aor_on(std::string_view stem, uint32_t lane, uint32_t conn, uint32_t lanes, uint32_t pool) {
+  for (int n = 0;; ++n) {
+    std::string aor = cat("sip:", stem, std::to_string(n), "@example.com");
+    size_t h = std::hash<std::string_view>{}(aor);
+    if (h % lanes == lane && (h / lanes) % pool == conn) return aor;
+  }
+}
+
+// A libuv loop on a thread of its own, as a worker runs one: closures posted to it run on that
+// thread. finish() lets go of our own handle; the loop then ends by itself once nothing else
+// (the store) holds it, and `ended` says so.
+struct LoopThread {
+  uv_loop_t loop{};
+  uv_async_t wake{};
+  std::mutex mu;
+  std::vector<std::function<void()>> tasks;
+  std::atomic<bool> ended{false};
+  int close_rc = -1;  // uv_loop_close once the loop ended: 0 when no handle was left
+  std::thread thread;
+  std::thread::id id;
+
+  LoopThread() {
+    uv_loop_init(&loop);
+    wake.data = this;
+    uv_async_init(&loop, &wake, [](uv_async_t* a) { static_cast<LoopThread*>(a->data)->run_tasks(); });
+    thread = std::thread([this] {
+      uv_run(&loop, UV_RUN_DEFAULT);
+      close_rc = uv_loop_close(&loop);
+      ended = true;
+    });
+    id = thread.get_id();
+  }
+  ~LoopThread() { thread.join(); }  // ended (see ends())
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mu);
+      tasks.push_back(std::move(f));
+    }
+    uv_async_send(&wake);
+  }
+  // Runs `f` on the loop's thread and returns once it has.
+  void run(const std::function<void()>& f) {
+    std::promise<void> done;
+    post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  void run_tasks() {
+    std::vector<std::function<void()>> now;
+    {
+      std::lock_guard lock(mu);
+      now.swap(tasks);
+    }
+    for (auto& f : now) f();
+  }
+  // Nothing may be posted after this.
+  void finish() {
+    post([this] { uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr); });
+  }
+};
+
+// Lets go of `w`'s loop and waits (bounded) until it ended: true when it did, with no handle
+// left behind. When it does not end, something still holds it: the thread is left running and
+// its LoopThread leaked, so the test fails instead of hanging.
+bool ends(std::unique_ptr<LoopThread>& w) {
+  w->finish();
+  if (!eventually([&] { return w->ended.load(); })) {
+    w.release()->thread.detach();
+    return false;
+  }
+  int rc = w->close_rc;
+  w.reset();
+  return rc == 0;
 }
 
 }  // namespace
@@ -390,6 +521,7 @@ TEST_CASE("a lookup that missed reads through; a Redis that does not answer fail
   LocationService b(clock, manual(), store_for(redis, "b"));
   REQUIRE(b.start());
   REQUIRE(eventually([&] { return !b.store_stats().degraded; }));
+  subscribed(b);  // else b's first re-read of the keyspace may find hank
   // Written by someone whose PUBLISH b did not see (as if b missed it).
   location::Binding x;
   x.contact = "sip:hank@127.0.0.1:5097";
@@ -443,6 +575,29 @@ TEST_CASE("a lookup that missed reads through; a Redis that does not answer fail
   b.stop();
 }
 
+TEST_CASE("at most 1024 read-throughs wait at a time; past that the caller runs on the local table") {
+  RedisServer redis;
+  core::SystemClock clock;
+  LocationService b(clock, manual(), store_for(redis, "b"));
+  REQUIRE(b.start());
+  REQUIRE(eventually([&] { return !b.store_stats().degraded; }));
+  // Redis hangs: every read waits for it (at most the command timeout, 500 ms here).
+  kill(redis.pid, SIGSTOP);
+  std::atomic<int> answered{0};
+  int accepted = 0;
+  for (int i = 0; i < 1025; ++i)
+    if (b.fetch(cat("sip:w", std::to_string(i), "@example.com"), [&](bool) { ++answered; })) ++accepted;
+  kill(redis.pid, SIGCONT);
+  CHECK(accepted == 1024);
+  REQUIRE(eventually([&] { return answered == 1024; }));
+  // Every one answered: the bound is free again.
+  REQUIRE(eventually([&] { return !b.store_stats().degraded; }));
+  answered = 0;
+  REQUIRE(b.fetch("sip:w0@example.com", [&](bool) { ++answered; }));
+  REQUIRE(eventually([&] { return answered == 1; }));
+  b.stop();
+}
+
 TEST_CASE("the store is replaced live: memory to redis and back, the table kept and merged") {
   RedisServer redis;
   core::SystemClock clock;
@@ -482,6 +637,241 @@ TEST_CASE("the store is replaced live: memory to redis and back, the table kept 
   CHECK(loc.size() == 4);
   CHECK(redis.hgetall("sb:aor:sip:mo@example.com").empty());
   loc.stop();
+}
+
+TEST_CASE("lanes: two workers' loops share the store; changes keep their order per AOR, reads answer on the asking loop") {
+  constexpr uint32_t kLanes = 2, kPool = 2;
+  constexpr uint32_t kSteps = 100;
+  RedisServer redis;
+  core::SystemClock clock;
+  LocationService a(clock, manual(), store_for(redis, "a", kLanes, kPool, 65536));
+  LocationService b(clock, manual(), store_for(redis, "b"));
+  REQUIRE(a.start());
+  REQUIRE(b.start());
+  CHECK(a.store_stats().degraded);  // no worker lent a loop yet: nothing is connected
+
+  // Two workers: each lends its loop from its own thread, as SipWorker does.
+  std::unique_ptr<LoopThread> w[kLanes] = {std::make_unique<LoopThread>(), std::make_unique<LoopThread>()};
+  for (uint32_t k = 0; k < kLanes; ++k) w[k]->run([&, k] { a.join_lane(k, &w[k]->loop); });
+  REQUIRE(eventually([&] { return !a.store_stats().degraded && !b.store_stats().degraded; }));
+
+  // Each worker churns AORs of every lane and connection, and one AOR both churn at once: every
+  // step registers a new Contact and removes the previous one. Any change reaching Redis out of
+  // its order would leave a Contact behind (a removal before its own registration) or lose the
+  // last one.
+  const std::string shared = aor_on("both", 1, 1, kLanes, kPool);
+  std::vector<std::string> aors[kLanes];
+  for (uint32_t k = 0; k < kLanes; ++k) {
+    for (uint32_t lane = 0; lane < kLanes; ++lane)
+      for (uint32_t conn = 0; conn < kPool; ++conn)
+        aors[k].push_back(aor_on(cat("w", std::to_string(k), "-"), lane, conn, kLanes, kPool));
+    aors[k].push_back(shared);
+  }
+  auto contact_uri = [](uint32_t k, uint32_t step) {
+    return cat("sip:u", std::to_string(k), "@127.0.0.1:", std::to_string(10000 + step));
+  };
+  std::atomic<int> refused{0};
+  std::promise<void> churned[kLanes];
+  for (uint32_t k = 0; k < kLanes; ++k)
+    w[k]->post([&, k] {
+      const std::string call_id = cat("churn-", std::to_string(k));
+      for (uint32_t step = 1; step <= kSteps; ++step) {
+        const std::string now = contact_uri(k, step), before = contact_uri(k, step - 1);
+        BindingChange c[] = {contact(now, 300), contact(before, 0)};
+        for (const std::string& aor : aors[k])
+          if (!a.update(aor, request(call_id, step), std::span(c, step == 1 ? 1 : 2))) ++refused;
+      }
+      churned[k].set_value();
+    });
+  for (auto& p : churned) p.get_future().wait();
+  CHECK(refused == 0);
+
+  // One Set, then a Set and a Del per step, per worker and AOR.
+  const uint64_t changes = uint64_t(kLanes) * aors[0].size() * (2 * kSteps - 1);
+  REQUIRE(eventually([&] { return a.store_stats().queued == 0; }, 10000));
+  location::StoreStats st = a.store_stats();
+  CHECK(st.written == changes);
+  CHECK(st.errors == 0);
+  CHECK(st.dropped == 0);
+  for (uint32_t k = 0; k < kLanes; ++k)
+    for (const std::string& aor : aors[k]) {
+      CAPTURE(aor);
+      std::set<std::string> want = {contact_uri(k, kSteps)};
+      if (aor == shared) want = {contact_uri(0, kSteps), contact_uri(1, kSteps)};
+      std::set<std::string> fields;
+      for (const auto& c : want) fields.insert("c:" + c);
+      CHECK(fields_of(redis, aor) == fields);
+      // Both tables end where Redis is (a's own re-reads included).
+      CHECK(eventually([&] { return contacts_of(a, aor) == want; }));
+      CHECK(eventually([&] { return contacts_of(b, aor) == want; }));
+    }
+
+  // A read-through issued on a worker's thread is answered on that thread, for an AOR of its
+  // own lane or of the other one. Written without PUBLISH: only a read finds them.
+  location::Binding x;
+  x.expires_at = clock.wall_ms() + 60'000;
+  struct Read {
+    std::string aor;
+    bool issued = false;
+    std::atomic<int> ok{-1};
+    std::thread::id answered_on;
+  };
+  Read reads[kLanes][kLanes];
+  for (uint32_t k = 0; k < kLanes; ++k)
+    for (uint32_t lane = 0; lane < kLanes; ++lane) {
+      Read& r = reads[k][lane];
+      r.aor = aor_on(cat("read", std::to_string(k), "-"), lane, 0, kLanes, kPool);
+      x.contact = cat("sip:r@127.0.0.1:", std::to_string(20000 + k * 10 + lane));
+      std::string v = location::redis_encode(x, "elsewhere");
+      redisReply* rep = redis.command("HSET sb:aor:%s c:%s %s", r.aor.c_str(), x.contact.c_str(), v.c_str());
+      REQUIRE(rep);
+      freeReplyObject(rep);
+    }
+  for (uint32_t k = 0; k < kLanes; ++k)
+    w[k]->run([&, k] {
+      for (Read& r : reads[k])
+        r.issued = a.fetch(r.aor, [&r](bool ok) {
+          r.answered_on = std::this_thread::get_id();
+          r.ok = ok ? 1 : 0;
+        });
+    });
+  for (uint32_t k = 0; k < kLanes; ++k)
+    for (Read& r : reads[k]) {
+      CAPTURE(r.aor);
+      REQUIRE(r.issued);
+      REQUIRE(eventually([&] { return r.ok != -1; }));
+      CHECK(r.ok == 1);
+      CHECK(r.answered_on == w[k]->id);
+      CHECK(a.lookup(r.aor).size() == 1);
+    }
+  CHECK(a.store_stats().fetch_failures == 0);
+
+  // Each worker takes its loop back before stopping it: the store closes its connections and
+  // handles there, and the loops end by themselves, nothing left on them.
+  for (uint32_t k = 0; k < kLanes; ++k) w[k]->run([&, k] { a.leave_lane(k); });
+  CHECK(a.store_stats().dropped == 0);
+  for (auto& loop : w) CHECK(ends(loop));
+  a.stop();  // nothing attached: returns at once
+  b.stop();
+}
+
+TEST_CASE("reconcile: a removal missed while the subscriber was away is dropped once it re-subscribes") {
+  RedisServer redis;
+  core::SystemClock clock;
+  LocationService a(clock, manual(), store_for(redis, "a"));
+  LocationService b(clock, manual(), store_for(redis, "b"));
+  REQUIRE(a.start());
+  REQUIRE(b.start());
+  REQUIRE(eventually([&] { return !a.store_stats().degraded && !b.store_stats().degraded; }));
+  subscribed(a);
+  subscribed(b);  // their first re-reads are not going to see the removals below
+
+  BindingChange gone = contact("sip:nia@127.0.0.1:5101", 300);
+  BindingChange one = contact("sip:oto@127.0.0.1:5102", 300), two = contact("sip:oto@127.0.0.1:5103", 300);
+  BindingChange mine = contact("sip:pia@127.0.0.1:5104", 300);
+  REQUIRE(a.update("sip:nia@example.com", request("n", 1), {&gone, 1}));
+  BindingChange both[] = {one, two};
+  REQUIRE(a.update("sip:oto@example.com", request("o", 1), both));
+  REQUIRE(b.update("sip:pia@example.com", request("p", 1), {&mine, 1}));
+  REQUIRE(eventually([&] {
+    return b.lookup("sip:nia@example.com").size() == 1 && b.lookup("sip:oto@example.com").size() == 2 &&
+           redis.hgetall("sb:aor:sip:pia@example.com").size() == 1;
+  }));
+
+  // Removals whose PUBLISH b never got (what a's change script does, without the PUBLISH): a
+  // whole AOR, one binding of another, and b's own binding.
+  for (const char* cmd : {"DEL sb:aor:sip:nia@example.com", "HDEL sb:aor:sip:oto@example.com c:sip:oto@127.0.0.1:5103",
+                          "DEL sb:aor:sip:pia@example.com"}) {
+    redisReply* r = redis.command(cmd);
+    REQUIRE(r);
+    CHECK(r->integer == 1);
+    freeReplyObject(r);
+  }
+  // b goes on hearing later changes, yet still holds what it missed.
+  BindingChange later = contact("sip:quy@127.0.0.1:5105", 300);
+  REQUIRE(a.update("sip:quy@example.com", request("q", 1), {&later, 1}));
+  REQUIRE(eventually([&] { return b.lookup("sip:quy@example.com").size() == 1; }));
+  CHECK(b.lookup("sip:nia@example.com").size() == 1);
+  CHECK(b.lookup("sip:oto@example.com").size() == 2);
+
+  // Its subscriber loses its connection (every node's does): it reconnects, re-subscribes and
+  // re-reads the keyspace.
+  const uint64_t lost = b.store_stats().disconnects;
+  redisReply* r = redis.command("CLIENT KILL TYPE pubsub");
+  REQUIRE(r);
+  CHECK(r->integer >= 2);
+  freeReplyObject(r);
+  REQUIRE(eventually([&] { return b.lookup("sip:nia@example.com").empty(); }));
+  CHECK(b.store_stats().disconnects > lost);
+  CHECK_FALSE(b.has("sip:nia@example.com"));
+  CHECK(contacts_of(b, "sip:oto@example.com") == std::set<std::string>{"sip:oto@127.0.0.1:5102"});
+  // Its own binding stays: for those the table is the truth (they may still be on their way to
+  // Redis), and they go when they expire. The rest is untouched.
+  CHECK(b.lookup("sip:pia@example.com").size() == 1);
+  CHECK(b.lookup("sip:quy@example.com").size() == 1);
+  a.stop();
+  b.stop();
+}
+
+TEST_CASE("reconcile: a Redis restarted empty gets every node's bindings from before the outage again") {
+  RedisServer redis;
+  core::SystemClock clock;
+  LocationService a(clock, manual(), store_for(redis, "a"));
+  LocationService b(clock, manual(), store_for(redis, "b"));
+  REQUIRE(a.start());
+  REQUIRE(b.start());
+  REQUIRE(eventually([&] { return !a.store_stats().degraded && !b.store_stats().degraded; }));
+  BindingChange ra = contact("sip:rui@127.0.0.1:5106", 300);
+  BindingChange rb = contact("sip:sam@127.0.0.1:5107", 300);
+  // vic: two UAs on a, one of which refreshes during the outage.
+  BindingChange v1 = contact("sip:vic@127.0.0.1:5110", 300), v2 = contact("sip:vic@127.0.0.1:5111", 300);
+  REQUIRE(a.update("sip:rui@example.com", request("r", 1), {&ra, 1}));
+  REQUIRE(b.update("sip:sam@example.com", request("s", 1), {&rb, 1}));
+  REQUIRE(a.update("sip:vic@example.com", request("v1", 1), {&v1, 1}));
+  REQUIRE(a.update("sip:vic@example.com", request("v2", 1), {&v2, 1}));
+  REQUIRE(eventually([&] {
+    return b.lookup("sip:rui@example.com").size() == 1 && a.lookup("sip:sam@example.com").size() == 1 &&
+           b.lookup("sip:vic@example.com").size() == 2;
+  }));
+  const std::string field_a = redis.hgetall("sb:aor:sip:rui@example.com").begin()->second;
+
+  // Restarted without persistence: empty, and a new process (a new run_id).
+  redis.stop();
+  REQUIRE(eventually([&] { return a.store_stats().degraded && b.store_stats().degraded; }));
+  REQUIRE(a.update("sip:vic@example.com", request("v2", 2), {&v2, 1}));  // queued meanwhile
+  redis.start();
+  REQUIRE(eventually([&] { return !a.store_stats().degraded && !b.store_stats().degraded; }));
+  // Each node writes its own bindings again, as they were.
+  REQUIRE(eventually([&] { return redis.hgetall("sb:aor:sip:rui@example.com").size() == 1; }));
+  REQUIRE(eventually([&] { return redis.hgetall("sb:aor:sip:sam@example.com").size() == 1; }));
+  auto stored = redis.hgetall("sb:aor:sip:rui@example.com");
+  REQUIRE(stored.count("c:sip:rui@127.0.0.1:5106"));
+  CHECK(stored.begin()->second == field_a);
+  std::string owner;
+  REQUIRE(location::redis_decode(redis.hgetall("sb:aor:sip:sam@example.com").begin()->second, "x", &owner));
+  CHECK(owner == "b");
+  CHECK(redis.integer("PTTL %s", "sb:aor:sip:rui@example.com") > 0);
+  // The AOR that changed during the outage comes back whole, not just with what changed.
+  const std::set<std::string> vic = {"sip:vic@127.0.0.1:5110", "sip:vic@127.0.0.1:5111"};
+  CHECK(eventually([&] {
+    return fields_of(redis, "sip:vic@example.com") ==
+           std::set<std::string>{"c:sip:vic@127.0.0.1:5110", "c:sip:vic@127.0.0.1:5111"};
+  }));
+
+  // A change published after them reaches the other node after its re-read (one connection
+  // each, in order): by then each node holds the other's binding again.
+  BindingChange t = contact("sip:tia@127.0.0.1:5108", 300), u = contact("sip:uma@127.0.0.1:5109", 300);
+  REQUIRE(a.update("sip:tia@example.com", request("t", 1), {&t, 1}));
+  REQUIRE(b.update("sip:uma@example.com", request("u", 1), {&u, 1}));
+  REQUIRE(eventually([&] {
+    return b.lookup("sip:tia@example.com").size() == 1 && a.lookup("sip:uma@example.com").size() == 1;
+  }));
+  CHECK(b.lookup("sip:rui@example.com").size() == 1);
+  CHECK(a.lookup("sip:sam@example.com").size() == 1);
+  CHECK(eventually([&] { return contacts_of(a, "sip:vic@example.com") == vic; }));
+  CHECK(eventually([&] { return contacts_of(b, "sip:vic@example.com") == vic; }));
+  a.stop();
+  b.stop();
 }
 
 // Figures for docs/cluster.md; measured, never asserted (DESIGN.md "Tests").

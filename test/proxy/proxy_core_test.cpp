@@ -3,6 +3,8 @@
 // stateless paths, Timer C, the policy's decisions and the life of a response context.
 #include <doctest/doctest.h>
 
+#include "location/redis_store.h"
+#include "proxy/policy_services.h"
 #include "proxy_fixture.h"
 
 using namespace sb;
@@ -1556,4 +1558,163 @@ TEST_CASE("proxy core: without recursion a 3xx is returned to the caller") {
   CHECK(f.requests_to(kCarol, "INVITE").empty());
   f.settle();
   CHECK(f.idle());
+}
+
+// ---------------------------------------------------------------------------------------
+// A flow held by another cluster node (docs/cluster.md): the branch goes through that node
+
+namespace {
+
+// What proxy::binding_target makes of another node's flow: the owner (kEdge here) as Path.
+Target via_owner(std::string uri) {
+  location::Binding b;
+  b.contact = std::move(uri);
+  b.path = {location::owner_route("sip:192.0.2.30:5070;transport=udp", "sip:bob@example.com")};
+  return binding_target(b);
+}
+
+}  // namespace
+
+TEST_CASE("cluster: binding_target marks a flow reached through its owner node") {
+  Target t = via_owner("sip:bob@10.0.0.9:5062;transport=tcp");
+  CHECK(t.hop_failure_status == 480);
+  CHECK(t.route.size() == 1);
+  CHECK_FALSE(t.destination);
+  location::Binding plain;
+  plain.contact = "sip:bob@192.0.2.20";
+  plain.path = {"<sip:192.0.2.30:5070;lr>"};  // an ordinary Path (RFC 3327)
+  CHECK(binding_target(plain).hop_failure_status == 0);
+  plain.path.clear();
+  CHECK(binding_target(plain).hop_failure_status == 0);
+}
+
+TEST_CASE("proxy core: a branch whose owner node is gone or answers 430 counts as 480 (§16.7 step 6)") {
+  SUBCASE("silent owner (Timer B): 480, not 408") {
+    ProxyFixture f;
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d;
+      d.kind = Decision::Kind::Relay;
+      d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    CHECK(f.requests_to(kEdge, "INVITE").size() == 1);
+    f.run_until(32'000);
+    CHECK(f.finals_to(kCaller) == Codes{480});
+    REQUIRE(f.policy.failures.size() == 1);
+    CHECK(f.policy.failures[0].status == 480);  // what on_failure sees too
+    f.settle();
+    CHECK(f.idle());
+  }
+  SUBCASE("owner refuses the connection (transport error): 480, not 500") {
+    ProxyFixture f;
+    f.env.refuse = {kEdge};
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d;
+      d.kind = Decision::Kind::Relay;
+      d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    f.tick();
+    CHECK(f.finals_to(kCaller) == Codes{480});
+    f.settle();
+    CHECK(f.idle());
+  }
+  SUBCASE("430 Flow Failed from the owner (RFC 5626 §5.3): 480, the 430 goes no further") {
+    ProxyFixture f;
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d;
+      d.kind = Decision::Kind::Relay;
+      d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    f.deliver(reply_to(f.last_request(kEdge, "INVITE"), 430, "o"), kEdge);
+    CHECK(f.requests_to(kEdge, "ACK").size() == 1);  // §17.1.1.3: the 430 is acknowledged
+    CHECK(f.finals_to(kCaller) == Codes{480});
+    CHECK(f.responses_to(kCaller, 430).empty());
+    REQUIRE(f.policy.failures.size() == 1);
+    CHECK(f.policy.failures[0].status == 480);
+    f.settle();
+    CHECK(f.idle());
+  }
+}
+
+TEST_CASE("proxy core: a dead owner's branch is a 480 among the others: the best response still wins") {
+  struct Case {
+    int other;  // the final response of the AOR's other binding (a UDP contact, kBob)
+    int want;
+  };
+  // 5xx is worse than the 480 (the caller would have seen the dead hop's 500 before); a 3xx or
+  // a 6xx is better; a 4xx of the same class may win (here: the first branch's).
+  for (Case c : {Case{503, 480}, Case{500, 480}, Case{302, 302}, Case{600, 600}, Case{486, 486}}) {
+    CAPTURE(c.other);
+    ProxyFixture f;
+    f.env.refuse = {kEdge};
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d = relay_one("sip:bob@192.0.2.20");
+      d.targets.push_back(via_owner("sip:bob@10.0.0.9:5062;transport=tcp"));
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    f.tick();  // the branch through the owner failed
+    CHECK(f.finals_to(kCaller).empty());
+    f.deliver(reply_to(f.last_request(kBob, "INVITE"), c.other, "b",
+                       c.other == 302 ? Strings{"Contact: <sip:x@192.0.2.77>"} : Strings{}),
+              kBob);
+    CHECK(f.finals_to(kCaller) == Codes{c.want});
+    f.settle();
+    CHECK(f.idle());
+  }
+  // Silent both: the UDP contact's own 408 and the owner's 480 are of one class.
+  ProxyFixture f;
+  f.policy.decide = [](PolicyRequest&) {
+    Decision d;
+    d.kind = Decision::Kind::Relay;
+    d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+    d.targets.push_back(relay_one("sip:bob@192.0.2.20").targets[0]);
+    return d;
+  };
+  f.deliver(ReqSpec{}.text(), kCaller);
+  f.run_until(32'000);
+  CHECK(f.finals_to(kCaller) == Codes{480});
+  f.settle();
+  CHECK(f.idle());
+}
+
+TEST_CASE("proxy core: through a live owner, the UA's own answers and timeouts stand") {
+  SUBCASE("a final response of the UA is forwarded as it is") {
+    ProxyFixture f;
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d;
+      d.kind = Decision::Kind::Relay;
+      d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    f.deliver(reply_to(f.last_request(kEdge, "INVITE"), 503, "u"), kEdge);
+    CHECK(f.finals_to(kCaller) == Codes{500});  // §16.7 step 6, as for any 503
+    f.settle();
+    CHECK(f.idle());
+  }
+  SUBCASE("Timer C after a provisional: the UA rang and did not answer, 408 (§16.8)") {
+    ProxyFixture f;
+    f.policy.decide = [](PolicyRequest&) {
+      Decision d;
+      d.kind = Decision::Kind::Relay;
+      d.targets = {via_owner("sip:bob@10.0.0.9:5062;transport=tcp")};
+      d.relay.timeout_ms = 60'000;
+      return d;
+    };
+    f.deliver(ReqSpec{}.text(), kCaller);
+    std::string inv = f.last_request(kEdge, "INVITE");
+    f.deliver(reply_to(inv, 180, "u"), kEdge);
+    f.run_until(60'000);
+    REQUIRE(f.requests_to(kEdge, "CANCEL").size() == 1);
+    f.deliver(reply_to(inv, 487, "u"), kEdge);
+    CHECK(f.finals_to(kCaller) == Codes{408});
+    f.settle();
+    CHECK(f.idle());
+  }
 }
