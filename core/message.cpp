@@ -308,4 +308,48 @@ Status Message::parse(std::string_view bytes, const ParseOptions& opts) {
   return {};
 }
 
+namespace {
+
+// Moves a view from [from, from + n) to the same place in `to`; a view elsewhere (a string
+// literal) stays.
+struct Relocate {
+  const char* from;
+  size_t n;
+  const char* to;
+  void operator()(std::string_view& v) const {
+    if (v.data() >= from && v.data() <= from + n) v = std::string_view(to + (v.data() - from), v.size());
+  }
+  void operator()(Uri& u) const {
+    for (std::string_view* v : {&u.raw, &u.scheme_raw, &u.user, &u.password, &u.host, &u.params, &u.headers,
+                                &u.opaque})
+      (*this)(*v);
+  }
+  void operator()(NameAddr& a) const {
+    for (std::string_view* v : {&a.raw, &a.display, &a.uri_text, &a.params}) (*this)(*v);
+    (*this)(a.uri);
+  }
+  void operator()(Via& v) const {
+    for (std::string_view* x : {&v.raw, &v.protocol, &v.transport, &v.host, &v.sent_by, &v.params, &v.branch,
+                                &v.received, &v.maddr, &v.rport})
+      (*this)(*x);
+  }
+};
+
+}  // namespace
+
+void Message::rebase(const Message& parsed, std::string_view copy) {
+  *this = parsed;
+  const Relocate r{parsed.raw_.data(), parsed.raw_.size(), copy.data()};
+  for (std::string_view* v : {&raw_, &method_text_, &ruri_text_, &reason_, &call_id_, &cseq_.method_text, &body_})
+    r(*v);
+  r(ruri_);
+  for (Header& h : headers_) {
+    r(h.name);
+    r(h.value);
+  }
+  r(top_via_);
+  r(from_);
+  r(to_);
+}
+
 }  // namespace sb::core

@@ -39,6 +39,11 @@ class Message {
   // ends. The error is the first of: start line, header syntax, typed headers (Via first),
   // header section not closed, Content-Length beyond the message.
   Status parse(std::string_view bytes, const ParseOptions& opts = {});
+  // Become `parsed` (a message that parsed), reading from `copy`, a byte-for-byte copy of
+  // parsed.raw(): what parsing the copy would give, without parsing it again. Every view is
+  // moved from parsed's bytes onto the copy (new fields with views must be added here; the
+  // unit test compares every accessor with a fresh parse).
+  void rebase(const Message& parsed, std::string_view copy);
 
   bool is_request() const { return is_request_; }
   bool is_response() const { return !is_request_; }

@@ -10,9 +10,9 @@ namespace sb::proxy {
 using S = TransactionState;
 
 ClientTransaction::ClientTransaction(TransactionLayer& layer, uint64_t id,
-                                     const core::Message& request, const core::Peer& to)
-    : Transaction(layer, id, /*client=*/true, request.method() == core::Method::Invite, to) {
-  key_.assign(client_key(request));
+                                     const TransactionKey& key, const core::Peer& to)
+    : Transaction(layer, id, /*client=*/true, key.method == "INVITE", to) {
+  key_.assign(key);
 }
 
 void ClientTransaction::start() {

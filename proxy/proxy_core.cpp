@@ -229,10 +229,7 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
   uint64_t id = next_context_++;
   auto owned = std::make_unique<ResponseContext>(id, std::string(req.raw()), from);
   ResponseContext& ctx = *owned;
-  if (!ctx.request.parse(ctx.bytes)) {  // cannot happen: the same bytes parsed before
-    reply(*txn, req, 500, "Internal Error");
-    return;
-  }
+  ctx.request.rebase(req, ctx.bytes);  // the context's own copy, without parsing it again
   ctx.server_txn_id = txn->id();
   ctx.policy = policy_;
   ctx.invite = req.method() == core::Method::Invite;
@@ -528,14 +525,9 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
 
     std::string bytes;
     core::splice(req, e, bytes);
-    core::Message sent;
-    if (!sent.parse(bytes)) {
-      SB_LOG(Error, req.call_id(), "forwarded request does not parse; branch %s dropped",
-             b.target.uri.c_str());
-      branch_failed(ctx, b, 500, false);
-      return;
-    }
-    ClientTransaction& ct = layer_->start_client(std::move(bytes), sent, peer);
+    // Keyed by what we wrote: our branch and the request's CSeq method (the splice keeps
+    // CSeq), so the bytes are not parsed again.
+    ClientTransaction& ct = layer_->start_client(std::move(bytes), branch, req.cseq().method_text, peer);
     ct.set_user_data(&b);
     b.txn_id = ct.id();
     b.state = Branch::State::Calling;
@@ -815,9 +807,8 @@ void ProxyCore::send_cancel(ResponseContext& ctx, Branch& b, ClientTransaction& 
   core::Message sent;
   if (!sent.parse(ct.request())) return;
   std::string cancel = build_cancel(sent);
-  core::Message cm;
-  if (!cm.parse(cancel)) return;
-  layer_->start_client(std::move(cancel), cm, ct.peer());
+  // §9.1: the CANCEL carries the INVITE's top Via, so its branch.
+  layer_->start_client(std::move(cancel), ct.branch(), "CANCEL", ct.peer());
   b.cancel_sent = true;
   b.cancelled_txn = ct.id();
   ++counters_.cancels_sent;

@@ -227,7 +227,7 @@ class ClientTransaction final : public Transaction {
 
  private:
   friend class TransactionLayer;
-  ClientTransaction(TransactionLayer& layer, uint64_t id, const core::Message& request,
+  ClientTransaction(TransactionLayer& layer, uint64_t id, const TransactionKey& key,
                     const core::Peer& to);
   void start();
   // The one entry point (STYLE.md 3). True when the event did something.
@@ -298,6 +298,10 @@ class TransactionLayer {
   // ACK to a 2xx is no transaction: the TU sends it through the env). Never calls the TU.
   ClientTransaction& start_client(std::string bytes, const core::Message& request,
                                   const core::Peer& to);
+  // The same, keyed by the top Via `branch` and CSeq `method` of `bytes` as the caller
+  // built them (no parse of what it just wrote). The views may point into `bytes`.
+  ClientTransaction& start_client(std::string bytes, std::string_view branch,
+                                  std::string_view method, const core::Peer& to);
 
   // RFC 3261 §9.2: the INVITE server transaction a CANCEL targets (matched as in §17.2.3
   // with method INVITE); nullptr when there is none.

@@ -70,10 +70,19 @@ ClientTransaction& TransactionLayer::start_client(std::string bytes,
                                                   const core::Message& request,
                                                   const core::Peer& to) {
   assert(request.is_request() && request.method() != core::Method::Ack);
-  assert(request.top_via().rfc3261_branch());
+  const TransactionKey key = client_key(request);
+  return start_client(std::move(bytes), key.branch, key.method, to);
+}
+
+ClientTransaction& TransactionLayer::start_client(std::string bytes, std::string_view branch,
+                                                  std::string_view method, const core::Peer& to) {
+  assert(method != "ACK" && branch.starts_with("z9hG4bK"));
   const uint64_t id = next_id_++;
-  // The key is copied from `request` before `bytes` (which it may view) moves.
-  std::unique_ptr<ClientTransaction> owned(new ClientTransaction(*this, id, request, to));
+  TransactionKey key;
+  key.branch = branch;
+  key.method = method;
+  // The key is copied before `bytes` (which it may view) moves.
+  std::unique_ptr<ClientTransaction> owned(new ClientTransaction(*this, id, key, to));
   owned->request_ = std::move(bytes);
   ClientTransaction& t = *owned;
   [[maybe_unused]] bool inserted = client_index_.emplace(t.key_.view(), &t).second;
