@@ -22,12 +22,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <variant>
 
 #include "core/address.h"
 #include "core/clock.h"
 #include "core/message.h"
+#include "proxy/flat_tables.h"
 #include "proxy/timer_queue.h"
 #include "proxy/transaction_key.h"
 
@@ -202,6 +202,7 @@ class Transaction {
 
   TransactionLayer& layer_;
   StoredKey key_;
+  uint64_t key_hash_ = 0;  // TransactionKeyHash of key_: its index entry
   core::Peer peer_;
   uint64_t id_;
   void* user_data_ = nullptr;
@@ -308,7 +309,7 @@ class TransactionLayer {
   ServerTransaction* find_server_invite(const core::Message& cancel);
   // Whether a CANCEL means anything here: its own server transaction (a retransmission) or
   // the INVITE it targets exists on this layer.
-  bool knows_cancel(const core::Message& cancel) const;
+  bool knows_cancel(const core::Message& cancel);
 
   // An asynchronous send failure reported by the transport for a transaction's send.
   void on_transport_error(uint64_t txn_id);
@@ -334,6 +335,7 @@ class TransactionLayer {
   friend class ServerTransaction;
 
   void on_response(const core::Message& m, const core::Peer& from);
+  ServerTransaction* find_server(const TransactionKey& key, uint64_t hash);
   void on_request(const core::Message& m, const core::Peer& from);
   void fire(const TimerEntry& t);
   void dispatch(ClientTransaction& t, TransactionEvent&& ev);
@@ -346,11 +348,11 @@ class TransactionLayer {
   Timers timers_;
   LayerOptions options_;
   TimerQueue queue_;
-  std::unordered_map<uint64_t, std::unique_ptr<ClientTransaction>> clients_;
-  std::unordered_map<uint64_t, std::unique_ptr<ServerTransaction>> servers_;
+  IdTable<ClientTransaction> clients_;
+  IdTable<ServerTransaction> servers_;
   // Keys view into the transactions' StoredKeys; an entry goes before its transaction.
-  std::unordered_map<TransactionKey, ClientTransaction*, TransactionKeyHash> client_index_;
-  std::unordered_map<TransactionKey, ServerTransaction*, TransactionKeyHash> server_index_;
+  HashIndex<ClientTransaction> client_index_;
+  HashIndex<ServerTransaction> server_index_;
   TransactionCounters counters_;
   uint64_t next_id_ = 1;
 };

@@ -13,10 +13,16 @@ TransactionLayer::TransactionLayer(TransactionEnv& env, TransactionUser& tu, Tim
     : env_(env), tu_(tu), timers_(timers), options_(options) {}
 
 TransactionLayer::~TransactionLayer() {
-  // The index keys view into the transactions: drop them first.
+  // The indexes point at the transactions: drop them first.
   client_index_.clear();
   server_index_.clear();
 }
+
+namespace {
+
+uint64_t hash_of(const TransactionKey& k) { return TransactionKeyHash{}(k); }
+
+}  // namespace
 
 void TransactionLayer::on_message(const core::Message& m, const core::Peer& from) {
   if (m.is_response())
@@ -26,19 +32,21 @@ void TransactionLayer::on_message(const core::Message& m, const core::Peer& from
 }
 
 void TransactionLayer::on_response(const core::Message& m, const core::Peer& from) {
-  auto it = client_index_.find(client_key(m));
-  if (it == client_index_.end()) {
+  const TransactionKey key = client_key(m);
+  ClientTransaction* t = client_index_.find(hash_of(key), [&](ClientTransaction* c) { return c->key_.view() == key; });
+  if (!t) {
     ++counters_.stray_responses;
     tu_.on_stray_response(m, from);
     return;
   }
-  dispatch(*it->second, ResponseEvent{m, from});
+  dispatch(*t, ResponseEvent{m, from});
 }
 
 void TransactionLayer::on_request(const core::Message& m, const core::Peer& from) {
-  auto it = server_index_.find(server_key(m));
-  if (it != server_index_.end()) {
-    dispatch(*it->second, RequestEvent{m, from});
+  const TransactionKey key = server_key(m);
+  const uint64_t hash = hash_of(key);
+  if (ServerTransaction* found = find_server(key, hash)) {
+    dispatch(*found, RequestEvent{m, from});
     return;
   }
   if (m.method() == core::Method::Ack) {
@@ -56,8 +64,9 @@ void TransactionLayer::on_request(const core::Message& m, const core::Peer& from
   const uint64_t id = next_id_++;
   std::unique_ptr<ServerTransaction> owned(new ServerTransaction(*this, id, m, from));
   ServerTransaction& t = *owned;
-  servers_.emplace(id, std::move(owned));
-  server_index_.emplace(t.key_.view(), &t);
+  t.key_hash_ = hash;
+  servers_.insert(std::move(owned));
+  server_index_.insert(hash, &t);
   ++counters_.created_server;
   ++(t.invite_ ? counters_.active_server_invite : counters_.active_server_non_invite);
   t.start(m);
@@ -85,11 +94,12 @@ ClientTransaction& TransactionLayer::start_client(std::string bytes, std::string
   std::unique_ptr<ClientTransaction> owned(new ClientTransaction(*this, id, key, to));
   owned->request_ = std::move(bytes);
   ClientTransaction& t = *owned;
-  [[maybe_unused]] bool inserted = client_index_.emplace(t.key_.view(), &t).second;
-  // core::make_branch is unique per worker; a clash is a TU bug. Without an index entry
-  // the transaction still runs its timers; responses go to the first one.
-  assert(inserted);
-  clients_.emplace(id, std::move(owned));
+  t.key_hash_ = hash_of(t.key_.view());
+  // core::make_branch is unique per worker; a clash is a TU bug (responses would go to the
+  // first one).
+  assert(!client_index_.find(t.key_hash_, [&](ClientTransaction* c) { return c->key_.view() == t.key_.view(); }));
+  client_index_.insert(t.key_hash_, &t);
+  clients_.insert(std::move(owned));
   ++counters_.created_client;
   ++(t.invite_ ? counters_.active_client_invite : counters_.active_client_non_invite);
   t.start();
@@ -98,22 +108,25 @@ ClientTransaction& TransactionLayer::start_client(std::string bytes, std::string
 
 ServerTransaction* TransactionLayer::find_server_invite(const core::Message& cancel) {
   // §9.2: the CANCEL's own matching fields with method INVITE.
-  auto it = server_index_.find(server_key(cancel, "INVITE"));
-  return it == server_index_.end() ? nullptr : it->second;
+  const TransactionKey key = server_key(cancel, "INVITE");
+  return find_server(key, hash_of(key));
 }
 
-bool TransactionLayer::knows_cancel(const core::Message& cancel) const {
-  return server_index_.count(server_key(cancel)) || server_index_.count(server_key(cancel, "INVITE"));
+bool TransactionLayer::knows_cancel(const core::Message& cancel) {
+  const TransactionKey own = server_key(cancel), invite = server_key(cancel, "INVITE");
+  return find_server(own, hash_of(own)) || find_server(invite, hash_of(invite));
+}
+
+ServerTransaction* TransactionLayer::find_server(const TransactionKey& key, uint64_t hash) {
+  return server_index_.find(hash, [&](ServerTransaction* t) { return t->key_.view() == key; });
 }
 
 ClientTransaction* TransactionLayer::find_client(uint64_t id) {
-  auto it = clients_.find(id);
-  return it == clients_.end() ? nullptr : it->second.get();
+  return clients_.find(id);
 }
 
 ServerTransaction* TransactionLayer::find_server(uint64_t id) {
-  auto it = servers_.find(id);
-  return it == servers_.end() ? nullptr : it->second.get();
+  return servers_.find(id);
 }
 
 void TransactionLayer::on_transport_error(uint64_t txn_id) {
@@ -177,21 +190,19 @@ void TransactionLayer::dispatch(ServerTransaction& t, TransactionEvent&& ev) {
 }
 
 void TransactionLayer::finish(ClientTransaction& t) {
-  auto it = client_index_.find(t.key_.view());
-  if (it != client_index_.end() && it->second == &t) client_index_.erase(it);
+  client_index_.erase(t.key_hash_, &t);
   --(t.invite_ ? counters_.active_client_invite : counters_.active_client_non_invite);
   const uint64_t id = t.id_;
   tu_.on_terminated(id);
-  clients_.erase(id);
+  clients_.take(id);
 }
 
 void TransactionLayer::finish(ServerTransaction& t) {
-  auto it = server_index_.find(t.key_.view());
-  if (it != server_index_.end() && it->second == &t) server_index_.erase(it);
+  server_index_.erase(t.key_hash_, &t);
   --(t.invite_ ? counters_.active_server_invite : counters_.active_server_non_invite);
   const uint64_t id = t.id_;
   tu_.on_terminated(id);
-  servers_.erase(id);
+  servers_.take(id);
 }
 
 }  // namespace sb::proxy
