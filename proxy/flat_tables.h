@@ -86,8 +86,7 @@ class ProbedSlots {
 
 }  // namespace detail
 
-// Objects owned by id (unique, from a counter: consecutive ids fall in consecutive slots,
-// so a lookup by id rarely probes). T has `uint64_t id() const`.
+// Objects owned by id (unique, from a counter). T has `uint64_t id() const`.
 template <class T>
 class IdTable {
  public:
@@ -97,16 +96,16 @@ class IdTable {
   ~IdTable() { clear(); }
 
   T* find(uint64_t id) {
-    auto* s = slots_.find(id, [](T*) { return true; });
+    auto* s = slots_.find(tag(id), [](T*) { return true; });
     return s ? s->ptr : nullptr;
   }
   void insert(std::unique_ptr<T> p) {
     const uint64_t id = p->id();
-    slots_.insert(id, p.release());
+    slots_.insert(tag(id), p.release());
   }
   // Removes and returns the object (nullptr when absent).
   std::unique_ptr<T> take(uint64_t id) {
-    auto* s = slots_.find(id, [](T*) { return true; });
+    auto* s = slots_.find(tag(id), [](T*) { return true; });
     if (!s) return nullptr;
     std::unique_ptr<T> p(s->ptr);
     slots_.erase(s);
@@ -119,6 +118,10 @@ class IdTable {
   }
 
  private:
+  // Consecutive ids in consecutive slots would make the live ones one long run, and an
+  // erasure scans its run to the end: multiplying by an odd constant is a bijection on the
+  // low bits, so the ids still never collide but are scattered over the table.
+  static uint64_t tag(uint64_t id) { return id * 0x9E3779B97F4A7C15ull; }
   detail::ProbedSlots<T> slots_;
 };
 
