@@ -820,6 +820,10 @@ void read_root(Checker& c, const Json& root, Draft& d) {
          {
              {"workers",
               [&](const Json& x, const std::string& p) { c.integer_into(x, p, 0, kMaxWorkers, cfg.workers); }},
+             {"dispatch",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.choice(x, p, {"source", "transaction"})) cfg.dispatch = *s;
+              }},
              {"listen", [&](const Json& x, const std::string& p) { read_listen(c, x, p, cfg); }},
              {"domains", [&](const Json& x, const std::string& p) { read_domains(c, x, p, cfg); }},
              {"timers", [&](const Json& x, const std::string& p) { read_timers(c, x, p, cfg.timers); }},

@@ -155,6 +155,9 @@ struct TlsConfig {
 
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
+  // Which worker a request belongs to: "source" (the one that read it) or "transaction"
+  // (a hash of its branch; spreads one busy source over every worker). transport/owner.h.
+  std::string dispatch = "source";
   std::vector<ListenerConfig> listen;
   std::vector<std::string> domains;  // lower-case, IPv6 canonical without brackets, no repeats
   TimersConfig timers;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/address.h"
+#include "transport/owner.h"
 
 namespace sb::transport {
 
@@ -46,6 +47,8 @@ struct ListenerSpec {
 };
 
 struct Limits {
+  // Which worker a request belongs to (config "dispatch", transport/owner.h).
+  Dispatch dispatch = Dispatch::BySource;
   // Largest message accepted (datagram or stream frame); beyond it: 513 (RFC 3261 §18.1.1).
   uint32_t max_message_bytes = 65535;
   // Capacity of each worker's hand-off queue (rounded up to a power of two).

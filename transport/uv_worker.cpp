@@ -425,7 +425,7 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
     return;
   }
   if (from.protocol == core::Protocol::Tls && msg_.is_request()) note_alias(from);
-  uint32_t owner = owner_of(msg_, workers(), id_);
+  uint32_t owner = owner_of(msg_, workers(), id_, limits().dispatch);
   if (owner == id_) {
     in.parsed = &msg_;
     deliver(in);

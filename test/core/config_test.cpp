@@ -182,7 +182,7 @@ TEST_CASE("config: every value can be set") {
 
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
-        "wrkers: unknown key; expected one of workers, listen, domains, timers, limits, registrar, "
+        "wrkers: unknown key; expected one of workers, dispatch, listen, domains, timers, limits, registrar, "
         "location, script, logging, dns, admin, auth, tls, security (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms, trying_delay_ms "
@@ -241,6 +241,9 @@ TEST_CASE("config: out of range") {
         "workers: expected an integer from 0 to 64, got 18446744073709551615");
   CHECK(only_error(R"({"timers": {"timer_c_ms": 999}})") ==
         "timers.timer_c_ms: expected an integer from 1000 to 3600000, got 999");
+  CHECK(parse(R"({"dispatch": "transaction"})").config->dispatch == "transaction");
+  CHECK(parse("{}").config->dispatch == "source");
+  CHECK(only_error(R"({"dispatch": "random"})").rfind("dispatch: expected ", 0) == 0);
   // RFC 3261 §17.2.1 allows leaving the 100 out only for answers within 200 ms.
   CHECK(only_error(R"({"timers": {"trying_delay_ms": 201}})") ==
         "timers.trying_delay_ms: expected an integer from 0 to 200, got 201");

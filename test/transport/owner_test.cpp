@@ -2,12 +2,14 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
 
 #include "core/branch.h"
 #include "core/message.h"
 
 using sb::core::Message;
+using sb::transport::Dispatch;
 using sb::transport::owner_of;
 
 namespace {
@@ -37,11 +39,16 @@ std::string response(int status, const std::string& branch, const std::string& s
          "Content-Length: 0\r\n\r\n";
 }
 
-uint32_t owner(const std::string& bytes, uint32_t n, uint32_t receiver = 0) {
+uint32_t owner(const std::string& bytes, uint32_t n, uint32_t receiver = 0,
+               Dispatch dispatch = Dispatch::BySource) {
   Message m;
   auto st = m.parse(bytes);
   REQUIRE_MESSAGE(st.ok(), bytes);
-  return owner_of(m, n, receiver);
+  return owner_of(m, n, receiver, dispatch);
+}
+
+uint32_t hashed(const std::string& bytes, uint32_t n, uint32_t receiver = 0) {
+  return owner(bytes, n, receiver, Dispatch::ByTransaction);
 }
 
 }  // namespace
@@ -77,4 +84,35 @@ TEST_CASE("owner_of: a request, or a response to a foreign branch, belongs to th
     CHECK(owner(request("OPTIONS", ""), 4, receiver) == receiver);  // RFC 2543: no branch
     CHECK(owner(response(200, "z9hG4bKforeign"), 4, receiver) == receiver);
   }
+}
+
+TEST_CASE("owner_of, by transaction: the INVITE's retransmission, ACK and CANCEL meet it, wherever read") {
+  for (uint32_t n : {2u, 3u, 4u, 7u, 16u}) {
+    for (int i = 0; i < 50; ++i) {
+      std::string params = ";branch=z9hG4bK" + std::to_string(i * 7919) + ";rport";
+      uint32_t o = hashed(request("INVITE", params), n, 0);
+      CHECK(o < n);
+      for (uint32_t receiver = 0; receiver < n; ++receiver) {
+        CHECK(hashed(request("INVITE", params), n, receiver) == o);
+        CHECK(hashed(request("CANCEL", params), n, receiver) == o);
+        CHECK(hashed(request("ACK", params, "192.0.2.10:5060", "changed-call-id"), n, receiver) == o);
+      }
+    }
+  }
+  // §17.2.3 matches the sent-by case-insensitively.
+  std::string p = ";branch=z9hG4bKcase";
+  CHECK(hashed(request("INVITE", p, "Host.Example.COM:5060"), 8) == hashed(request("CANCEL", p, "host.example.com:5060"), 8));
+  // RFC 2543 peers (no magic cookie): the Call-ID decides.
+  for (int i = 0; i < 30; ++i) {
+    std::string cid = "legacy-" + std::to_string(i);
+    uint32_t o = hashed(request("INVITE", ";branch=old1", "192.0.2.10:5060", cid), 5);
+    CHECK(hashed(request("BYE", "", "192.0.2.10:5060", cid), 5, 3) == o);
+  }
+}
+
+TEST_CASE("owner_of, by transaction: one source's requests spread over every worker; our responses stay put") {
+  std::set<uint32_t> owners;
+  for (int i = 0; i < 200; ++i) owners.insert(hashed(request("INVITE", ";branch=z9hG4bK" + std::to_string(i)), 4));
+  CHECK(owners.size() == 4);
+  for (uint32_t w = 0; w < 4; ++w) CHECK(hashed(response(180, sb::core::make_branch(w, 9)), 4, (w + 1) % 4) == w);
 }
