@@ -227,6 +227,8 @@ std::string_view uri_arg(lua_State* L, int idx);
 // Push an endpoint's IP as Endpoint::ip() writes it (IPv6 without brackets), without a
 // std::string or inet_ntop for IPv4.
 void push_ip(lua_State* L, const core::Endpoint& ep);
+// Set transport, ip and port of `p` on the table on top of the stack.
+void set_peer_fields(lua_State* L, const core::Peer& p);
 
 void push_request(lua_State* L, RequestContext* ctx);
 void push_failure(lua_State* L, const proxy::FailureInfo& best);

@@ -85,15 +85,7 @@ void push_contacts(lua_State* L, GenerationState* g, RequestContext* ctx,
     if (t.destination) {
       push_key(L, Key::Source);
       lua_createtable(L, 0, 3);
-      push_key(L, Key::Transport);
-      push_protocol(L, t.destination->protocol);
-      lua_rawset(L, -3);
-      push_key(L, Key::Ip);
-      push_ip(L, t.destination->endpoint);
-      lua_rawset(L, -3);
-      push_key(L, Key::Port);
-      lua_pushinteger(L, t.destination->endpoint.port());
-      lua_rawset(L, -3);
+      set_peer_fields(L, *t.destination);
       lua_rawset(L, -3);
     }
     if (ctx) {
@@ -249,15 +241,7 @@ int push_servers(lua_State* L, const proxy::ServerList& list) {
   for (size_t i = 0; i < list.servers.size(); ++i) {
     const core::Peer& p = list.servers[i];
     lua_createtable(L, 0, 3);
-    push_key(L, Key::Transport);
-    push_protocol(L, p.protocol);
-    lua_rawset(L, -3);
-    push_key(L, Key::Ip);
-    push_ip(L, p.endpoint);
-    lua_rawset(L, -3);
-    push_key(L, Key::Port);
-    lua_pushinteger(L, p.endpoint.port());
-    lua_rawset(L, -3);
+    set_peer_fields(L, p);
     lua_rawseti(L, -2, static_cast<lua_Integer>(i + 1));
   }
   return 1;

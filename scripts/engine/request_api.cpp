@@ -607,6 +607,18 @@ void push_protocol(lua_State* L, core::Protocol p) {
     push_sv(L, core::protocol_name(p));
 }
 
+void set_peer_fields(lua_State* L, const core::Peer& p) {
+  push_key(L, Key::Transport);
+  push_protocol(L, p.protocol);
+  lua_rawset(L, -3);
+  push_key(L, Key::Ip);
+  push_ip(L, p.endpoint);
+  lua_rawset(L, -3);
+  push_key(L, Key::Port);
+  lua_pushinteger(L, p.endpoint.port());
+  lua_rawset(L, -3);
+}
+
 void push_ip(lua_State* L, const core::Endpoint& ep) {
   char buf[INET6_ADDRSTRLEN] = {0};
   size_t len = 0;
@@ -740,15 +752,7 @@ int req_source(lua_State* L) {
     push_key(L, Key::Trusted);
     lua_pushboolean(L, ctx->g->services && ctx->g->services->is_trusted(p.endpoint));
     lua_rawset(L, -3);
-    push_key(L, Key::Transport);
-    push_protocol(L, p.protocol);
-    lua_rawset(L, -3);
-    push_key(L, Key::Ip);
-    push_ip(L, p.endpoint);
-    lua_rawset(L, -3);
-    push_key(L, Key::Port);
-    lua_pushinteger(L, p.endpoint.port());
-    lua_rawset(L, -3);
+    set_peer_fields(L, p);
   }
   return 1;
 }

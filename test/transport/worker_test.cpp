@@ -323,6 +323,16 @@ struct Received {
   core::Endpoint from;
 };
 
+// Binds `fd` (UDP) to a free port on 127.0.0.1 and returns the address.
+core::Endpoint bind_loopback(int fd) {
+  auto ep = *core::Endpoint::parse("127.0.0.1", 0);
+  REQUIRE(::bind(fd, ep.sa(), ep.len()) == 0);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0);
+  return *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+}
+
 Received recv_from(int fd) {
   Received r;
   REQUIRE(wait_readable(fd, 5000));
@@ -354,12 +364,7 @@ TEST_CASE("workers: a request sent from a worker's reply port gets its response 
 
   // A UAS on loopback answering to the address each request came from.
   Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
-  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
-  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  uas_ep = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  const core::Endpoint uas_ep = bind_loopback(uas.fd);
 
   for (uint32_t w = 0; w < 2; ++w) {
     for (int i = 0; i < 4; ++i) {
@@ -407,12 +412,7 @@ TEST_CASE("workers: a symmetric UDP listener has no reply ports and sends every 
   CHECK(rig.group.worker(0).reply_port(0) == 0);
   CHECK(rig.group.worker(1).reply_port(0) == 0);
   Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
-  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
-  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  uas_ep = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  const core::Endpoint uas_ep = bind_loopback(uas.fd);
   send_from_worker(rig, 1, uas_ep, options("sym", core::make_branch(1, 1)), true);
   CHECK(recv_from(uas.fd).from.port() == rig.endpoint(0).port());
 }
@@ -421,13 +421,8 @@ TEST_CASE("workers: a flow is sent from the listener even when the reply port is
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Udp)}, 1).ok());
   Fd uas(::socket(AF_INET, SOCK_DGRAM, 0));
-  auto uas_ep = *core::Endpoint::parse("127.0.0.1", 0);
-  REQUIRE(::bind(uas.fd, uas_ep.sa(), uas_ep.len()) == 0);
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(uas.fd, reinterpret_cast<sockaddr*>(&ss), &len);
   core::Peer peer;
-  peer.endpoint = *core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  peer.endpoint = bind_loopback(uas.fd);
   peer.flow = true;  // RFC 5626 / NAT: only the socket the UA opened its binding to gets in
   std::string req = options("flow", core::make_branch(0, 1));
   REQUIRE(rig.group.worker(0).post([peer, req](Worker& wk) { wk.send(peer, req, 1, 0, true); }));
