@@ -62,9 +62,12 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
   const std::string_view raw = m.raw();
   const std::string_view body = e.body ? *e.body : m.body();
   const size_t bound = size_bound(m, e, body);
-  out.clear();
-  out.resize(bound);
-  Writer w{out.data()};
+  // Written into this thread's scratch buffer (sized to the bound once, kept), then copied
+  // into `out` at its exact size: a client transaction keeps its request for its whole life,
+  // and the bound is a few hundred bytes over. The copy replaces the zeroing of the bound.
+  thread_local std::string scratch;
+  if (scratch.size() < bound) scratch.resize(bound);
+  Writer w{scratch.data()};
   // Start line.
   if (m.is_request() && !e.request_uri.empty()) {
     w.put(m.method_text());
@@ -123,9 +126,9 @@ void splice(const Message& m, const SpliceEdits& e, std::string& out) {
   w.uint_line("Content-Length", body.size());
   w.put("\r\n");
   w.put(body);
-  const size_t size = static_cast<size_t>(w.p - out.data());
+  const size_t size = static_cast<size_t>(w.p - scratch.data());
   assert(size <= bound);
-  out.resize(size);
+  out.assign(scratch.data(), size);
 }
 
 }  // namespace sb::core

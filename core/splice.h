@@ -24,8 +24,8 @@ struct SpliceEdits {
   std::optional<std::string_view> body;         // replace the body
 };
 
-// Build the edited message into `out` (cleared first; at most one allocation, none when
-// `out` already has the room). Content-Length is always written and always true; a
+// Build the edited message into `out` (cleared first; at most one allocation, of exactly
+// the output's size, none when `out` already has the room). Content-Length is always written and always true; a
 // message without one (a datagram) gets one. Header lines are copied byte for byte, so
 // unknown headers go unchanged.
 void splice(const Message& m, const SpliceEdits& edits, std::string& out);

@@ -11,6 +11,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "core/log.h"
 #include "core/sip_headers.h"
@@ -27,9 +28,10 @@ constexpr uint32_t kWheelSlots = 1024;
 
 enum Field : int { kContact = 0, kParams, kCallId, kInstance, kUserAgent, kPath, kFieldCount };
 using Fields = std::array<std::string_view, kFieldCount>;
+// The source address (4 or 16 bytes, none without one) is kept after the text fields.
+constexpr int kAddress = kFieldCount;
 
 struct AorHash {
-  using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
@@ -59,7 +61,8 @@ std::string join_path(const Strings& path) {
 struct AorEntry;
 
 // A binding as the table keeps it: one allocation holding the fixed fields and, right
-// after them, the text fields back to back. The memory budget is ~400 bytes a binding.
+// after them, the text fields and the source address back to back. The memory budget is
+// ~400 bytes a binding, the AOR's share included (docs/performance.md "Memory").
 struct LocationService::Record {
   // Expiry wheel links: intrusive, so removal is O(1) and no wheel entry can dangle.
   Record* wprev = nullptr;
@@ -73,13 +76,11 @@ struct LocationService::Record {
   uint32_t reg_id = 0;
   uint32_t conn_worker = 0;
   uint32_t conn_id = 0;
-  uint8_t addr[16] = {};
   uint16_t port = 0;
   uint16_t q = 1000;
   uint8_t protocol = 0;
-  uint8_t family = 0;          // 0 none, 4, 6
   bool remote = false;         // another cluster node's binding (Binding::remote)
-  uint16_t len[kFieldCount] = {};
+  uint16_t len[kFieldCount + 1] = {};  // the text fields', then the address's (0, 4, 16)
 
   const char* text() const { return reinterpret_cast<const char*>(this + 1); }
   std::string_view field(int f) const {
@@ -89,9 +90,21 @@ struct LocationService::Record {
   }
   bool is_static() const { return expires_at == kNeverExpires; }
 
-  // Every field must be at most 65535 bytes (checked by the callers).
-  static Record* make(const Fields& f) {
-    size_t n = 0;
+  // Every field must be at most 65535 bytes (checked by the callers). The source's address
+  // is stored with the text (4 bytes for IPv4 instead of a fixed 16), its port, transport and
+  // connection in the fixed fields.
+  static Record* make(const Fields& f, const core::Peer& source) {
+    uint8_t addr[16];
+    size_t addr_len = 0;
+    const sockaddr* sa = source.endpoint.sa();
+    if (sa->sa_family == AF_INET) {
+      std::memcpy(addr, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
+      addr_len = 4;
+    } else if (sa->sa_family == AF_INET6) {
+      std::memcpy(addr, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
+      addr_len = 16;
+    }
+    size_t n = addr_len;
     for (auto s : f) n += s.size();
     void* mem = ::operator new(sizeof(Record) + n);
     auto* r = new (mem) Record{};
@@ -101,6 +114,15 @@ struct LocationService::Record {
       if (!f[i].empty()) std::memcpy(out, f[i].data(), f[i].size());
       out += f[i].size();
     }
+    r->len[kAddress] = static_cast<uint16_t>(addr_len);
+    if (addr_len) std::memcpy(out, addr, addr_len);
+    r->protocol = static_cast<uint8_t>(source.protocol);
+    r->conn_worker = source.connection.worker;
+    r->conn_id = source.connection.id;
+    if (sa->sa_family == AF_INET)
+      r->port = ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+    else if (sa->sa_family == AF_INET6)
+      r->port = ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
     return r;
   }
   static void destroy(Record* r) {
@@ -108,41 +130,23 @@ struct LocationService::Record {
     ::operator delete(r);
   }
 
-  void set_source(const core::Peer& p) {
-    protocol = static_cast<uint8_t>(p.protocol);
-    conn_worker = p.connection.worker;
-    conn_id = p.connection.id;
-    const sockaddr* sa = p.endpoint.sa();
-    if (sa->sa_family == AF_INET) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-      std::memcpy(addr, &in->sin_addr, 4);
-      port = ntohs(in->sin_port);
-      family = 4;
-    } else if (sa->sa_family == AF_INET6) {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-      std::memcpy(addr, &in6->sin6_addr, 16);
-      port = ntohs(in6->sin6_port);
-      family = 6;
-    } else {
-      family = 0;
-    }
-  }
   core::Peer source() const {
     core::Peer p;
     p.protocol = static_cast<core::Protocol>(protocol);
     p.connection = {conn_worker, conn_id};
-    if (family == 4) {
+    const std::string_view addr = field(kAddress);
+    if (addr.size() == 4) {
       sockaddr_in in{};
       in.sin_family = AF_INET;
       in.sin_port = htons(port);
-      std::memcpy(&in.sin_addr, addr, 4);
+      std::memcpy(&in.sin_addr, addr.data(), 4);
       if (auto e = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in)))
         p.endpoint = *e;
-    } else if (family == 6) {
+    } else if (addr.size() == 16) {
       sockaddr_in6 in6{};
       in6.sin6_family = AF_INET6;
       in6.sin6_port = htons(port);
-      std::memcpy(&in6.sin6_addr, addr, 16);
+      std::memcpy(&in6.sin6_addr, addr.data(), 16);
       if (auto e = core::Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&in6)))
         p.endpoint = *e;
     }
@@ -171,15 +175,117 @@ struct LocationService::Record {
   }
 };
 
+// An address-of-record: its bindings and, right after it in the same allocation, its
+// canonical AOR (one allocation per AOR: no map node, no separate key string; 16 bytes and
+// the key, so a typical AOR takes 48). An entry without bindings leaves the table.
 struct AorEntry {
-  const std::string* key = nullptr;         // the map's key (nodes do not move)
   LocationService::Record* head = nullptr;  // bindings by q, then most recent first
-  uint32_t count = 0;
+  uint32_t hash = 0;                        // AorTable's hash of the key
+  uint32_t key_len = 0;
+
+  bool empty() const { return head == nullptr; }
+  // How many bindings (a walk: an AOR has a few, and counting them is rarely needed).
+  size_t count() const {
+    size_t n = 0;
+    for (const LocationService::Record* r = head; r; r = r->next) ++n;
+    return n;
+  }
+
+  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_len}; }
+  static AorEntry* make(std::string_view key, uint32_t hash) {
+    void* mem = ::operator new(sizeof(AorEntry) + key.size());
+    auto* e = new (mem) AorEntry{};
+    e->hash = hash;
+    e->key_len = static_cast<uint32_t>(key.size());
+    if (!key.empty()) std::memcpy(e + 1, key.data(), key.size());
+    return e;
+  }
+  static void destroy(AorEntry* e) {
+    e->~AorEntry();
+    ::operator delete(e);
+  }
+};
+
+// A shard's AORs: open addressing with linear probing and backward-shift deletion over
+// pointers to the entries (8 bytes a slot, at most 3/4 full). It owns the entries.
+class AorTable {
+ public:
+  AorTable() = default;
+  AorTable(const AorTable&) = delete;
+  AorTable& operator=(const AorTable&) = delete;
+  ~AorTable() {
+    for (AorEntry* e : slots_)
+      if (e) AorEntry::destroy(e);
+  }
+
+  // `hash` is AorHash{}(key). The table uses its high half: the low bits pick the shard
+  // (LocationService::shard_for), so in one shard they are alike.
+  static uint32_t slot_hash(size_t hash) { return static_cast<uint32_t>(hash >> 32); }
+
+  AorEntry* find(std::string_view key, size_t hash) const {
+    if (size_ == 0) return nullptr;
+    const uint32_t h = slot_hash(hash);
+    for (size_t i = h & mask(); slots_[i]; i = (i + 1) & mask()) {
+      const AorEntry* e = slots_[i];
+      if (e->hash == h && e->key() == key) return slots_[i];
+    }
+    return nullptr;
+  }
+  // A new, empty entry for `key` (hashed as for find), which must not be in the table.
+  AorEntry* insert(std::string_view key, size_t hash) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+    AorEntry* e = AorEntry::make(key, slot_hash(hash));
+    place(e);
+    ++size_;
+    return e;
+  }
+  // Remove and free `e` (an entry of this table).
+  void erase(AorEntry* e) {
+    size_t i = e->hash & mask();
+    while (slots_[i] != e) i = (i + 1) & mask();
+    // Backward shift: move later entries of the run into the hole when their home slot
+    // allows it, so lookups never need tombstones.
+    for (size_t j = (i + 1) & mask(); slots_[j]; j = (j + 1) & mask()) {
+      const size_t home = slots_[j]->hash & mask();
+      // slots_[j] may move to i when its home is not cyclically in (i, j].
+      const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      slots_[i] = slots_[j];
+      i = j;
+    }
+    slots_[i] = nullptr;
+    --size_;
+    AorEntry::destroy(e);
+  }
+  // Every entry: f(AorEntry&). `f` must not change the table.
+  template <class F>
+  void for_each(F&& f) const {
+    for (AorEntry* e : slots_)
+      if (e) f(*e);
+  }
+  size_t size() const { return size_; }
+
+ private:
+  size_t mask() const { return slots_.size() - 1; }
+  void place(AorEntry* e) {
+    size_t i = e->hash & mask();
+    while (slots_[i]) i = (i + 1) & mask();
+    slots_[i] = e;
+  }
+  void grow() {
+    std::vector<AorEntry*> old(slots_.empty() ? 16 : slots_.size() * 2, nullptr);
+    old.swap(slots_);
+    for (AorEntry* e : old)
+      if (e) place(e);
+  }
+
+  std::vector<AorEntry*> slots_;  // a power of two in size, null when free
+  size_t size_ = 0;
 };
 
 struct alignas(64) LocationService::Shard {
   mutable std::mutex mu;
-  std::unordered_map<std::string, AorEntry, AorHash, std::equal_to<>> map;
+  AorTable map;
   std::array<Record*, kWheelSlots> wheel{};
   int64_t cursor_sec = 0;  // sweeps start from this second
 
@@ -220,7 +326,6 @@ void insert_sorted(AorEntry& e, Record* r) {
   r->next = *p;
   *p = r;
   r->aor = &e;
-  ++e.count;
 }
 
 void unlink_from_aor(AorEntry& e, Record* r) {
@@ -228,7 +333,6 @@ void unlink_from_aor(AorEntry& e, Record* r) {
     if (*p == r) {
       *p = r->next;
       r->next = nullptr;
-      --e.count;
       return;
     }
   }
@@ -251,7 +355,9 @@ Record* record_of(const Binding& b, uint64_t id, bool keep_connection) {
   const std::string path = join_path(b.path);
   const Fields f{b.contact, b.params, b.call_id, b.instance, b.user_agent, path};
   if (!fields_fit(f)) return nullptr;
-  Record* r = Record::make(f);
+  core::Peer src = b.source;
+  if (!keep_connection) src.connection = {};
+  Record* r = Record::make(f, src);
   r->id = id;
   r->q = b.q;
   r->expires_at = b.expires_at;
@@ -259,9 +365,6 @@ Record* record_of(const Binding& b, uint64_t id, bool keep_connection) {
   r->cseq = b.cseq;
   r->reg_id = b.instance.empty() ? 0 : b.reg_id;
   r->remote = b.remote;
-  core::Peer src = b.source;
-  if (!keep_connection) src.connection = {};
-  r->set_source(src);
   return r;
 }
 
@@ -280,18 +383,19 @@ LocationService::LocationService(const core::Clock& clock, Settings settings,
 LocationService::~LocationService() {
   stop();
   for (uint32_t i = 0; i < settings_.shards; ++i) {
-    for (auto& [key, entry] : shards_[i].map) {
+    shards_[i].map.for_each([](AorEntry& entry) {
       for (Record* r = entry.head; r;) {
         Record* next = r->next;
         Record::destroy(r);
         r = next;
       }
-    }
+    });
   }
 }
 
-LocationService::Shard& LocationService::shard_for(std::string_view aor) const {
-  return shards_[AorHash{}(aor) % settings_.shards];
+LocationService::Shard& LocationService::shard_for(std::string_view aor, size_t& hash) const {
+  hash = AorHash{}(aor);  // hashed once: the shard's AorTable takes it too
+  return shards_[hash % settings_.shards];
 }
 
 void LocationService::release(Shard& s, Record* r, bool erase_stored, bool expired) {
@@ -299,7 +403,7 @@ void LocationService::release(Shard& s, Record* r, bool erase_stored, bool expir
   if (Store* st = store(); erase_stored && st) {
     BindingKey k;
     k.id = r->id;
-    k.aor = r->aor ? std::string_view(*r->aor->key) : std::string_view();
+    k.aor = r->aor ? r->aor->key() : std::string_view();
     k.contact = r->field(kContact);
     k.instance = r->field(kInstance);
     k.reg_id = r->reg_id;
@@ -389,12 +493,13 @@ void LocationService::reconcile(const std::function<Stored(const BindingKey&)>& 
     Shard& s = shards_[i];
     std::lock_guard lock(s.mu);
     Store* st = store();
-    for (auto it = s.map.begin(); it != s.map.end();) {
-      Record** link = &it->second.head;
+    std::vector<AorEntry*> emptied;  // erased after the walk: erasing moves entries
+    s.map.for_each([&](AorEntry& entry) {
+      Record** link = &entry.head;
       while (Record* r = *link) {
         BindingKey k;
         k.id = r->id;
-        k.aor = it->first;
+        k.aor = entry.key();
         k.contact = r->field(kContact);
         k.instance = r->field(kInstance);
         k.reg_id = r->reg_id;
@@ -408,23 +513,21 @@ void LocationService::reconcile(const std::function<Stored(const BindingKey&)>& 
         // (they may still be on their way to it), and go to it again after a restart.
         if (r->remote) {
           *link = r->next;
-          --it->second.count;
           release(s, r, false);
           ++dropped;
           continue;
         }
         if (restarted && st && r->expires_at > now) {
-          st->save(StoredBinding{r->id, it->first, r->to_binding()});
+          st->save(StoredBinding{r->id, std::string(entry.key()), r->to_binding()});
           ++rewritten;
         }
         link = &r->next;
       }
-      if (!it->second.head) {
-        it = s.map.erase(it);
-        aors_.fetch_sub(1, std::memory_order_relaxed);
-      } else {
-        ++it;
-      }
+      if (!entry.head) emptied.push_back(&entry);
+    });
+    for (AorEntry* e : emptied) {
+      s.map.erase(e);
+      aors_.fetch_sub(1, std::memory_order_relaxed);
     }
   }
   if (dropped || rewritten)
@@ -505,11 +608,12 @@ void LocationService::commit_store(PreparedStore next) {
       Shard& s = shards_[i];
       {
         std::lock_guard lock(s.mu);
-        for (const auto& [key, entry] : s.map)
+        s.map.for_each([&](const AorEntry& entry) {
           for (const Record* r = entry.head; r; r = r->next) {
-            nst->save(StoredBinding{r->id, key, r->to_binding()});
+            nst->save(StoredBinding{r->id, std::string(entry.key()), r->to_binding()});
             ++written;
           }
+        });
       }
       nst->flush();  // keeps the queue within its bound for a big table
     }
@@ -521,14 +625,15 @@ void LocationService::commit_store(PreparedStore next) {
 bool LocationService::insert_loaded(const StoredBinding& row, bool previous_process) {
   Record* r = record_of(row.binding, row.id, !previous_process);
   if (!r) return false;
-  Shard& s = shard_for(row.aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(row.aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto [it, inserted] = s.map.try_emplace(row.aor);
-  if (inserted) {
-    it->second.key = &it->first;
+  AorEntry* e = s.map.find(row.aor, aor_hash);
+  if (!e) {
+    e = s.map.insert(row.aor, aor_hash);
     aors_.fetch_add(1, std::memory_order_relaxed);
   }
-  insert_sorted(it->second, r);
+  insert_sorted(*e, r);
   s.wheel_link(r);
   bindings_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -570,17 +675,16 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
   UpdateOutcome out;
 
   const int64_t now = clock_.wall_ms();
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
-  AorEntry* entry = it == s.map.end() ? nullptr : &it->second;
+  AorEntry* entry = s.map.find(aor, aor_hash);
   if (entry) {
     // Expired but not yet swept: already gone as far as anyone can see.
     for (Record** p = &entry->head; *p;) {
       Record* r = *p;
       if (r->expires_at <= now) {
         *p = r->next;
-        --entry->count;
         release(s, r, true, true);
       } else {
         Item item;
@@ -590,8 +694,8 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
       }
     }
   }
-  if (entry && entry->count == 0) {
-    s.map.erase(it);
+  if (entry && entry->empty()) {
+    s.map.erase(entry);
     aors_.fetch_sub(1, std::memory_order_relaxed);
     entry = nullptr;
   }
@@ -667,10 +771,7 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
       aors_.fetch_sub(1, std::memory_order_relaxed);
       return faults::kTableFull;
     }
-    auto [nit, inserted] = s.map.try_emplace(std::string(aor));
-    (void)inserted;
-    nit->second.key = &nit->first;
-    entry = &nit->second;
+    entry = s.map.insert(aor, aor_hash);
   }
 
   if (!entry) return out;  // nothing stored, nothing to store
@@ -692,13 +793,12 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
       continue;
     }
     const BindingChange& c = *item.change;
-    Record* r = Record::make({c.contact, c.params, req.call_id, c.instance, req.user_agent, path});
+    Record* r = Record::make({c.contact, c.params, req.call_id, c.instance, req.user_agent, path}, req.source);
     r->q = c.q;
     r->expires_at = now + static_cast<int64_t>(c.expires) * 1000;
     r->received_at = now;
     r->cseq = req.cseq;
     r->reg_id = flow_of(c);
-    r->set_source(req.source);
     bindings_.fetch_add(1, std::memory_order_relaxed);
     if (item.old) {
       r->id = item.old->id;  // the same row in the store
@@ -725,21 +825,19 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
     return order_of(a) < order_of(b);
   });
   entry->head = nullptr;
-  entry->count = 0;
   Record** tail = &entry->head;
   for (Record* r : next) {
     r->aor = entry;
     r->next = nullptr;
     *tail = r;
     tail = &r->next;
-    ++entry->count;
   }
   for (auto& [r, o] : touched)
-    if (Store* st = store()) st->save(StoredBinding{r->id, *entry->key, r->to_binding()});
+    if (Store* st = store()) st->save(StoredBinding{r->id, std::string(entry->key()), r->to_binding()});
   out.bindings.reserve(next.size());
   for (Record* r : next) out.bindings.push_back(r->to_binding());
-  if (entry->count == 0) {
-    s.map.erase(s.map.find(aor));
+  if (entry->empty()) {
+    s.map.erase(entry);
     aors_.fetch_sub(1, std::memory_order_relaxed);
   }
   return out;
@@ -748,29 +846,31 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
 std::vector<Binding> LocationService::lookup(std::string_view aor) const {
   std::vector<Binding> out;
   const int64_t now = clock_.wall_ms();
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
-  if (it == s.map.end()) return out;
-  out.reserve(it->second.count);
-  for (const Record* r = it->second.head; r; r = r->next)
+  const AorEntry* e = s.map.find(aor, aor_hash);
+  if (!e) return out;
+  out.reserve(e->count());
+  for (const Record* r = e->head; r; r = r->next)
     if (r->expires_at > now) out.push_back(r->to_binding());
   return out;
 }
 
 size_t LocationService::remove_all(std::string_view aor) {
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
-  if (it == s.map.end()) return 0;
+  AorEntry* e = s.map.find(aor, aor_hash);
+  if (!e) return 0;
   size_t n = 0;
-  for (Record* r = it->second.head; r;) {
+  for (Record* r = e->head; r;) {
     Record* next = r->next;
     release(s, r, true);
     r = next;
     ++n;
   }
-  s.map.erase(it);
+  s.map.erase(e);
   aors_.fetch_sub(1, std::memory_order_relaxed);
   return n;
 }
@@ -778,26 +878,26 @@ size_t LocationService::remove_all(std::string_view aor) {
 size_t LocationService::remove(std::string_view aor, std::string_view contact) {
   auto u = core::parse_uri(contact);
   if (!u) return 0;
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
-  if (it == s.map.end()) return 0;
-  AorEntry& e = it->second;
+  AorEntry* found = s.map.find(aor, aor_hash);
+  if (!found) return 0;
+  AorEntry& e = *found;
   size_t n = 0;
   for (Record** p = &e.head; *p;) {
     Record* r = *p;
     auto ru = core::parse_uri(r->field(kContact));
     if (ru && core::uri_equal(*ru, *u)) {
       *p = r->next;
-      --e.count;
       release(s, r, true);
       ++n;
     } else {
       p = &r->next;
     }
   }
-  if (e.count == 0) {
-    s.map.erase(it);
+  if (e.empty()) {
+    s.map.erase(&e);
     aors_.fetch_sub(1, std::memory_order_relaxed);
   }
   return n;
@@ -810,12 +910,13 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
   Fields f{b.contact, b.params, {}, b.instance, {}, {}};
   if (!fields_fit(f)) return faults::kTooLong;
   const int64_t now = clock_.wall_ms();
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
+  AorEntry* e = s.map.find(aor, aor_hash);
   Record* old = nullptr;
-  if (it != s.map.end()) {
-    for (Record* r = it->second.head; r; r = r->next) {
+  if (e) {
+    for (Record* r = e->head; r; r = r->next) {
       if (!r->is_static()) continue;
       auto ru = core::parse_uri(r->field(kContact));
       if (ru && core::uri_equal(*ru, *u)) {
@@ -823,17 +924,16 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
         break;
       }
     }
-    if (!old && it->second.count >= settings_.limits.max_bindings_per_aor)
+    if (!old && e->count() >= settings_.limits.max_bindings_per_aor)
       return faults::kTooManyBindings;
   } else {
     if (aors_.fetch_add(1, std::memory_order_relaxed) >= settings_.limits.max_aors) {
       aors_.fetch_sub(1, std::memory_order_relaxed);
       return faults::kTableFull;
     }
-    it = s.map.try_emplace(std::string(aor)).first;
-    it->second.key = &it->first;
+    e = s.map.insert(aor, aor_hash);
   }
-  Record* r = Record::make(f);
+  Record* r = Record::make(f, core::Peer{});  // no source: the operator added it
   r->q = b.q;
   r->expires_at = b.expires == 0 ? kNeverExpires : now + static_cast<int64_t>(b.expires) * 1000;
   r->received_at = now;
@@ -841,14 +941,14 @@ core::Status LocationService::add_static(std::string_view aor, const BindingChan
   bindings_.fetch_add(1, std::memory_order_relaxed);
   if (old) {
     r->id = old->id;
-    unlink_from_aor(it->second, old);
+    unlink_from_aor(*e, old);
     release(s, old, false);
   } else {
     r->id = next_id_.fetch_add(1, std::memory_order_relaxed);
   }
-  insert_sorted(it->second, r);
+  insert_sorted(*e, r);
   s.wheel_link(r);
-  if (Store* st = store()) st->save(StoredBinding{r->id, it->first, r->to_binding()});
+  if (Store* st = store()) st->save(StoredBinding{r->id, std::string(e->key()), r->to_binding()});
   return {};
 }
 
@@ -862,9 +962,10 @@ void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bi
     if (b.expires_at > now)
       if (Record* r = record_of(b, next_id_.fetch_add(1, std::memory_order_relaxed), true))
         records.push_back(r);
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  auto it = s.map.find(aor);
+  AorEntry* e = s.map.find(aor, aor_hash);
   // A binding named as in the store: an RFC 5626 flow by (+sip.instance, reg-id), else by URI.
   auto listed = [&](const Record* r) {
     for (const Binding& b : bindings)
@@ -874,41 +975,40 @@ void LocationService::apply_remote(std::string_view aor, std::vector<Binding> bi
     return false;
   };
   std::vector<Record*> kept;
-  if (it != s.map.end()) {
+  if (e) {
     // The shared store is the truth: what this node cached goes, without writing anything.
-    for (Record* r = it->second.head; r;) {
+    for (Record* r = e->head; r;) {
       Record* next = r->next;
       if (keep_own && !r->remote && !listed(r)) kept.push_back(r);
       else release(s, r, false);
       r = next;
     }
-    it->second.head = nullptr;
-    it->second.count = 0;
-    for (Record* r : kept) insert_sorted(it->second, r);  // still on the expiry wheel
+    e->head = nullptr;
+    for (Record* r : kept) insert_sorted(*e, r);  // still on the expiry wheel
   }
   if (records.empty() && kept.empty()) {
-    if (it != s.map.end()) {
-      s.map.erase(it);
+    if (e) {
+      s.map.erase(e);
       aors_.fetch_sub(1, std::memory_order_relaxed);
     }
     return;
   }
-  if (it == s.map.end()) {
-    it = s.map.try_emplace(std::string(aor)).first;
-    it->second.key = &it->first;
+  if (!e) {
+    e = s.map.insert(aor, aor_hash);
     aors_.fetch_add(1, std::memory_order_relaxed);
   }
   for (Record* r : records) {
-    insert_sorted(it->second, r);
+    insert_sorted(*e, r);
     s.wheel_link(r);
     bindings_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 bool LocationService::has(std::string_view aor) const {
-  Shard& s = shard_for(aor);
+  size_t aor_hash = 0;
+  Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
-  return s.map.find(aor) != s.map.end();
+  return s.map.find(aor, aor_hash) != nullptr;
 }
 
 void LocationService::for_each(
@@ -920,9 +1020,10 @@ void LocationService::for_each(
     {
       Shard& s = shards_[i];
       std::lock_guard lock(s.mu);
-      for (const auto& [key, entry] : s.map)
+      s.map.for_each([&](const AorEntry& entry) {
         for (const Record* r = entry.head; r; r = r->next)
-          if (r->expires_at > now) copy.emplace_back(key, r->to_binding());
+          if (r->expires_at > now) copy.emplace_back(std::string(entry.key()), r->to_binding());
+      });
     }
     for (const auto& [aor, b] : copy) f(aor, b);
   }
@@ -945,8 +1046,8 @@ size_t LocationService::sweep(int64_t now_ms) {
           unlink_from_aor(*e, r);
           release(s, r, true, true);
           ++removed;
-          if (e->count == 0) {
-            s.map.erase(s.map.find(*e->key));
+          if (e->empty()) {
+            s.map.erase(e);
             aors_.fetch_sub(1, std::memory_order_relaxed);
           }
         }

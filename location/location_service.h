@@ -140,7 +140,8 @@ class LocationService {
   struct Record;
 
  private:
-  Shard& shard_for(std::string_view aor) const;
+  // The shard of `aor`; `hash` is set to the AOR's hash (the shard's index takes it too).
+  Shard& shard_for(std::string_view aor, size_t& hash) const;
   void release(Shard& s, Record* r, bool erase_stored, bool expired = false);
   void sweeper();
 

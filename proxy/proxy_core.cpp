@@ -85,7 +85,7 @@ std::string_view first_route(const ResponseContext& ctx, const Branch& b) {
   if (!b.target.route.empty()) return b.target.route.front();
   std::string_view first;
   int skip = ctx.route_skip;
-  ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+  ctx.request().for_each_value(core::HeaderId::Route, [&](std::string_view v) {
     if (skip-- > 0) return true;
     first = v;
     return false;
@@ -101,6 +101,12 @@ ProxyCore::ProxyCore(TransactionEnv& env, const LocalIdentity& identity, Resolve
       settings_(std::move(settings)) {}
 
 ProxyCore::~ProxyCore() = default;
+
+size_t ProxyCore::parsed_contexts() const {
+  size_t n = 0;
+  for (const auto& [id, ctx] : contexts_) n += ctx->request_parsed() ? 1 : 0;
+  return n;
+}
 
 ResponseContext* ProxyCore::find_context(uint64_t id) {
   auto it = contexts_.find(id);
@@ -175,10 +181,12 @@ void ProxyCore::reply(ServerTransaction& txn, const core::Message& req, int stat
                       std::string_view body, std::string_view to_tag) {
   std::vector<std::string_view> lines(headers.begin(), headers.end());
   std::string_view tag = to_tag;
-  if (tag.empty())
-    if (auto* ctx = static_cast<ResponseContext*>(txn.user_data())) tag = ctx->to_tag;
   std::string own_tag;
-  if (tag.empty()) tag = own_tag = local_tag(txn.id());
+  if (tag.empty()) {
+    // A proxied request's responses share its context's tag; others get their own.
+    auto* ctx = static_cast<ResponseContext*>(txn.user_data());
+    tag = own_tag = local_tag(ctx ? ctx->id : txn.id());
+  }
   core::ResponseSpec spec;
   spec.status = status;
   spec.reason = reason;
@@ -227,17 +235,16 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
   }
 
   uint64_t id = next_context_++;
-  auto owned = std::make_unique<ResponseContext>(id, std::string(req.raw()), from);
+  // The context's own copy, without parsing it again.
+  auto owned = std::make_unique<ResponseContext>(id, req, from, std::move(spare_request_));
   ResponseContext& ctx = *owned;
-  ctx.request.rebase(req, ctx.bytes);  // the context's own copy, without parsing it again
   ctx.server_txn_id = txn->id();
   ctx.policy = policy_;
   ctx.invite = req.method() == core::Method::Invite;
-  ctx.loop_hash = hash;
-  ctx.to_tag = local_tag(id);
+  ctx.loop_hash = static_cast<uint32_t>(hash);
   undo_strict_routing(ctx);
   // §16.4: Route values naming us are consumed (two in a row after a double Record-Route).
-  ctx.request.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
+  ctx.request().for_each_value(core::HeaderId::Route, [&](std::string_view v) {
     auto na = core::parse_name_addr(v);
     if (!na || !identity_.uri_is_us(na->uri)) return false;
     ++ctx.route_skip;
@@ -246,14 +253,17 @@ void ProxyCore::on_request(ServerTransaction* txn, const core::Message& req, con
   txn->set_user_data(&ctx);
   contexts_.emplace(id, std::move(owned));
   ctx.deciding = true;
+  ++in_policy_;
   ctx.policy->on_request(ctx, [this, id](Decision d) { apply_decision(id, std::move(d), false); });
+  --in_policy_;
+  if (ResponseContext* c = find_context(id)) trim(*c);
 }
 
 // §16.4: a strict router before us (RFC 2543) put our Record-Route URI into the
 // Request-URI and the remote target last in Route. Restore the request a loose router would
 // have sent: the last Route value becomes the Request-URI.
 void ProxyCore::undo_strict_routing(ResponseContext& ctx) {
-  const core::Message& req = ctx.request;
+  const core::Message& req = ctx.request();
   if (req.count(core::HeaderId::Route) == 0 || !req.ruri().has_param("lr") ||
       !identity_.uri_is_listener(req.ruri()))
     return;
@@ -288,8 +298,7 @@ void ProxyCore::undo_strict_routing(ResponseContext& ctx) {
   core::splice(req, e, out);
   core::Message m;
   if (!m.parse(out)) return;  // keep the request as it came
-  ctx.bytes = std::move(out);
-  [[maybe_unused]] core::Status st = ctx.request.parse(ctx.bytes);
+  ctx.replace_bytes(out);
 }
 
 void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
@@ -309,10 +318,10 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
         send_best(*ctx);
       } else {
         ++counters_.no_decision;
-        SB_LOG(Error, ctx->request.call_id(), "policy made no decision for %.*s%s%s",
-               int(ctx->request.method_text().size()), ctx->request.method_text().data(),
+        SB_LOG(Error, ctx->request().call_id(), "policy made no decision for %.*s%s%s",
+               int(ctx->request().method_text().size()), ctx->request().method_text().data(),
                d.origin.empty() ? "" : " in ", d.origin.c_str());
-        reply(*txn, ctx->request, 500, "No Routing Decision");
+        reply(*txn, ctx->request(), 500, "No Routing Decision");
         ctx->final_sent = true;
       }
       break;
@@ -321,14 +330,14 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
       // transaction waiting forever for a final.
       const bool valid = d.status >= 200 && d.status <= 699;
       if (!valid)
-        SB_LOG(Error, ctx->request.call_id(), "policy replied %d%s%s: not a final status", d.status,
+        SB_LOG(Error, ctx->request().call_id(), "policy replied %d%s%s: not a final status", d.status,
                d.origin.empty() ? "" : " in ", d.origin.c_str());
       if (d.status == 401 || d.status == 407) ++counters_.policy_challenged;
       if (d.status == 403) ++counters_.policy_forbidden;
       if (valid)
-        reply(*txn, ctx->request, d.status, d.reason, d.headers, d.body);
+        reply(*txn, ctx->request(), d.status, d.reason, d.headers, d.body);
       else
-        reply(*txn, ctx->request, 500, "Invalid Routing Decision");
+        reply(*txn, ctx->request(), 500, "Invalid Routing Decision");
       ctx->final_sent = true;
       break;
     }
@@ -336,7 +345,7 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
       int status = d.status >= 300 && d.status < 400 ? d.status : 302;
       std::vector<std::string> headers = std::move(d.headers);
       for (auto& c : d.contacts) headers.push_back("Contact: " + c);
-      reply(*txn, ctx->request, status, d.reason, headers);
+      reply(*txn, ctx->request(), status, d.reason, headers);
       ctx->final_sent = true;
       break;
     }
@@ -350,7 +359,7 @@ void ProxyCore::apply_decision(uint64_t id, Decision d, bool from_failure) {
       std::vector<Target> targets = std::move(d.targets);
       if (targets.empty()) {
         Target t;
-        t.uri = ctx->edits_.ruri ? *ctx->edits_.ruri : std::string(ctx->request.ruri_text());
+        t.uri = ctx->edits_.ruri ? *ctx->edits_.ruri : std::string(ctx->request().ruri_text());
         targets.push_back(std::move(t));
       }
       // Forking (§16.6): groups run one after another; a group's branches run in parallel.
@@ -387,8 +396,7 @@ void ProxyCore::start_branches(ResponseContext& ctx) {
 void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
   b.state = Branch::State::Resolving;
   if (b.target.destination) {
-    b.servers.servers = {*b.target.destination};
-    send_branch(ctx, b);
+    send_branch(ctx, b);  // its one server (Branch::server_at)
     return;
   }
   // The next hop: the first Route this branch will carry, else its Request-URI (§16.6
@@ -423,7 +431,7 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
     }
     br.servers = std::move(list);
     if (br.servers.servers.empty()) {
-      SB_LOG(Info, c->request.call_id(), "branch %s: %s", br.target.uri.c_str(),
+      SB_LOG(Info, c->request().call_id(), "branch %s: %s", br.target.uri.c_str(),
              br.servers.error.c_str());
       // A name that does not exist is a definitive answer (404); anything else may pass.
       branch_failed(*c, br, br.servers.no_such_name ? 404 : 503, false);
@@ -438,13 +446,13 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
 void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
   // RFC 3261 §26.2.2, RFC 5630 §3.1.3: a sips request travels over TLS on every hop; with
   // no TLS server left for this target it fails with 480 rather than leaving over plain text.
-  const bool sips = ctx.request.ruri().scheme == core::Scheme::Sips ||
+  const bool sips = ctx.request().ruri().scheme == core::Scheme::Sips ||
                     (b.target.uri.size() >= 5 && core::iequals(std::string_view(b.target.uri).substr(0, 5), "sips:"));
   bool refused_plain = false;
-  while (b.server < b.servers.servers.size()) {
-    const core::Peer& peer = b.servers.servers[b.server];
+  while (b.server < b.server_count()) {
+    const core::Peer& peer = b.server_at(b.server);
     if (sips && !core::is_secure(peer.protocol)) {
-      SB_LOG(Info, ctx.request.call_id(), "branch %s: sips request not sent over %s to %s (TLS only)",
+      SB_LOG(Info, ctx.request().call_id(), "branch %s: sips request not sent over %s to %s (TLS only)",
              b.target.uri.c_str(), std::string(core::protocol_name(peer.protocol)).c_str(),
              peer.endpoint.to_string().c_str());
       refused_plain = true;
@@ -456,7 +464,7 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
       ++b.server;  // no listener for that transport: next server
       continue;
     }
-    const core::Message& req = ctx.request;
+    const core::Message& req = ctx.request();
     std::string branch = new_branch(ctx.loop_hash);
     std::string via = make_via(*out, branch, true);
     via += ", ";
@@ -542,8 +550,8 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
 // RFC 3263 §4.3: tell the resolver which server of its list failed, so later lists may
 // leave it out for a while. A fixed destination (a registered flow) is not from a list.
 void ProxyCore::report_fault(const Branch& b, ServerFault fault, int64_t retry_after) {
-  if (b.target.destination || b.server >= b.servers.servers.size()) return;
-  resolver_.report(b.servers.servers[b.server], fault, retry_after);
+  if (b.target.destination || b.server >= b.server_count()) return;
+  resolver_.report(b.server_at(b.server), fault, retry_after);
 }
 
 // §16.6 step 11: Timer C of an INVITE branch, armed anew in a new generation (the older
@@ -566,7 +574,7 @@ bool ProxyCore::is_failover_code(const ResponseContext& ctx, int status) const {
 // steps 5 and 10: no new requests then), or cancelled by us (Timer C).
 bool ProxyCore::may_fail_over(const ResponseContext& ctx, const Branch& b) const {
   return !ctx.cancelled && !ctx.got_2xx && !ctx.got_6xx && !b.cancel_wanted && !b.cancel_sent &&
-         ctx.server_alive && b.server + 1 < b.servers.servers.size();
+         ctx.server_alive && b.server + 1 < b.server_count();
 }
 
 void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool failover_allowed) {
@@ -575,7 +583,7 @@ void ProxyCore::branch_failed(ResponseContext& ctx, Branch& b, int status, bool 
   if (failover_allowed && may_fail_over(ctx, b)) {
     ++counters_.failovers;
     ++b.server;
-    SB_LOG(Info, ctx.request.call_id(), "branch %s: %d, failing over to server %zu",
+    SB_LOG(Info, ctx.request().call_id(), "branch %s: %d, failing over to server %zu",
            b.target.uri.c_str(), status, b.server + 1);
     send_branch(ctx, b);
     return;
@@ -621,7 +629,9 @@ void ProxyCore::check_complete(ResponseContext& ctx) {
       info.reason = std::string(core::default_reason(info.status));
       ctx.deciding = true;
       uint64_t id = ctx.id;
+      ++in_policy_;
       ctx.policy->on_failure(ctx, info, [this, id](Decision d) { apply_decision(id, std::move(d), true); });
+      --in_policy_;
       return;
     }
   }
@@ -641,12 +651,12 @@ void ProxyCore::send_best(ResponseContext& ctx) {
   // §16.7 step 6: a 503 is not forwarded (the caller would think *we* are unavailable).
   if (status == 503 || !best || best->response.empty()) {
     int out = status == 503 ? 500 : status;
-    reply(*txn, ctx.request, out, core::default_reason(out));
+    reply(*txn, ctx.request(), out, core::default_reason(out));
     return;
   }
   core::Message resp;
   if (!resp.parse(best->response)) {
-    reply(*txn, ctx.request, 500, "Server Internal Error");
+    reply(*txn, ctx.request(), 500, "Server Internal Error");
     return;
   }
   // §16.7 step 7: a 401/407 carries every challenge from every 401/407 branch.
@@ -686,7 +696,7 @@ void ProxyCore::forward_response(ResponseContext& ctx, const core::Message& resp
   }
   if (txn && txn->respond(resp.status(), bytes)) return;
   ++counters_.stateless_responses;
-  env_.send(response_destination(ctx.request, ctx.source_), bytes, 0);
+  env_.send(response_destination(ctx.request(), ctx.source_), bytes, 0);
 }
 
 void ProxyCore::on_response(ClientTransaction& ct, const core::Message& resp) {
@@ -823,7 +833,7 @@ void ProxyCore::give_up(ResponseContext& ctx, Branch& b) {
   if (ClientTransaction* ct = b.cancelled_txn ? layer_->find_client(b.cancelled_txn) : nullptr) {
     // Still waiting for its final (a final would have ended the branch through on_response).
     if (ct->user_data() == &b && ct->state() == TransactionState::Proceeding) {
-      SB_LOG(Info, ctx.request.call_id(), "branch %s: no final response to our CANCEL, given up",
+      SB_LOG(Info, ctx.request().call_id(), "branch %s: no final response to our CANCEL, given up",
              b.target.uri.c_str());
       ct->set_user_data(nullptr);
       --ctx.live;
@@ -846,14 +856,16 @@ void ProxyCore::handle_cancel(ServerTransaction& txn, const core::Message& cance
   auto* ctx = static_cast<ResponseContext*>(inv->user_data());
   // §16.10: 200 to the CANCEL (with the To tag of our responses to the INVITE, §9.2),
   // CANCEL every pending branch, 487 to the INVITE.
-  reply(txn, cancel, 200, "OK", {}, {}, ctx ? std::string_view(ctx->to_tag) : std::string_view());
+  const std::string tag = ctx ? local_tag(ctx->id) : std::string();
+  reply(txn, cancel, 200, "OK", {}, {}, tag);
   if (!ctx) return;
   ctx->cancelled = true;
   cancel_pending(*ctx, nullptr);
   if (!ctx->final_sent) {
-    reply(*inv, ctx->request, 487, "Request Terminated");
+    reply(*inv, ctx->request(), 487, "Request Terminated");
     ctx->final_sent = true;
   }
+  trim(*ctx);  // parsed again for the 487
 }
 
 void ProxyCore::on_stray_response(const core::Message& resp, const core::Peer&) {
@@ -1015,8 +1027,25 @@ void ProxyCore::on_terminated(uint64_t txn_id) {
 // resolution of it is live and no decision is pending. Called only at the end of a
 // top-level event (layer callback, timer, policy or resolver callback).
 void ProxyCore::maybe_destroy(ResponseContext& ctx) {
-  if (ctx.server_alive || ctx.live > 0 || ctx.deciding) return;
+  if (ctx.server_alive || ctx.live > 0 || ctx.deciding) {
+    trim(ctx);
+    return;
+  }
+  if (ctx.request_parsed() && !spare_request_) spare_request_ = ctx.release_request();
   contexts_.erase(ctx.id);
+}
+
+// A context that waits for answers keeps the request's bytes, not its parse (1.2 KB and the
+// header vector): dropped once no decision is pending and no branch waits for its
+// resolution, i.e. when everything that reads it on the way out has run. Never inside a
+// policy call (the policy may hold the message until its call returns). The Message is
+// kept for the next context, so a request in the common path allocates none.
+void ProxyCore::trim(ResponseContext& ctx) {
+  if (!ctx.request_parsed() || ctx.deciding || in_policy_ > 0) return;
+  for (const auto& b : ctx.branches)
+    if (b->state == Branch::State::Resolving) return;
+  std::unique_ptr<core::Message> parsed = ctx.release_request();
+  if (!spare_request_) spare_request_ = std::move(parsed);
 }
 
 void ProxyCore::on_timer(int64_t now) {

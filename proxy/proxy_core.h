@@ -65,6 +65,9 @@ class ProxyCore final : public TransactionUser {
 
   const ProxyCounters& counters() const { return counters_; }
   size_t contexts() const { return contexts_.size(); }
+  // Contexts holding their request parsed right now (a pending decision or resolution, or a
+  // later step that needed it); the others keep only its bytes. For tests and bench/memory.
+  size_t parsed_contexts() const;
 
   // TransactionUser
   void on_request(ServerTransaction* txn, const core::Message& req, const core::Peer& from) override;
@@ -107,6 +110,7 @@ class ProxyCore final : public TransactionUser {
   void forward_stateless_request(const core::Message& req, const core::Peer& from);
   void forward_stateless_response(const core::Message& resp);
   void maybe_destroy(ResponseContext& ctx);
+  void trim(ResponseContext& ctx);
   ResponseContext* find_context(uint64_t id);
   // Our Via for a request leaving from `listener`; `reply`: it starts a client transaction,
   // so it names this worker's reply port when the listener has one (LocalListener).
@@ -125,6 +129,9 @@ class ProxyCore final : public TransactionUser {
   TimerQueue timers_;
   std::unordered_map<uint64_t, std::unique_ptr<ResponseContext>> contexts_;
   uint64_t next_context_ = 1;
+  // A parsed request no context holds any more, reused by the next one (ResponseContext).
+  std::unique_ptr<core::Message> spare_request_;
+  int in_policy_ = 0;  // nesting of policy calls (on_request, on_failure) on the stack
   uint64_t next_branch_ = 1;
   ProxyCounters counters_;
 };

@@ -27,17 +27,31 @@ void ServerTransaction::start(const core::Message& request) {
   if (layer_.options_.send_100_trying) {
     // §16.2 / §17.2.1: a 100 stops the upstream's Timer A retransmissions; at once, or when
     // the TU has not answered within trying_delay_ms. Built now: the request is not kept.
-    core::ResponseSpec spec;
-    spec.status = 100;
-    last_response_ = core::build_response(request, spec);
+    // Once sent it is not kept either: a retransmitted INVITE gets one built from itself
+    // (the same Via, From, To, Call-ID and CSeq), so a transaction waiting for its callee
+    // holds no copy.
     last_status_ = 100;
+    trying_ = true;
     if (layer_.options_.trying_delay_ms > 0) {
+      last_response_ = build_trying(request);
       trying_pending_ = true;
       arm(TimerKind::Trying, layer_.options_.trying_delay_ms);
     } else {
-      send(last_response_);
+      send(build_trying(request));
     }
   }
+}
+
+std::string ServerTransaction::build_trying(const core::Message& request) {
+  core::ResponseSpec spec;
+  spec.status = 100;
+  return core::build_response(request, spec);
+}
+
+void ServerTransaction::send_pending_trying() {
+  trying_pending_ = false;
+  send(last_response_);
+  std::string().swap(last_response_);  // sent: from now on rebuilt from a retransmission
 }
 
 bool ServerTransaction::respond(int status, std::string bytes) {
@@ -52,10 +66,20 @@ bool ServerTransaction::handle(TransactionEvent&& ev) {
   return std::visit([this](auto& e) { return on_event(e); }, ev);
 }
 
-bool ServerTransaction::resend_last() {
+bool ServerTransaction::resend_last(const core::Message* request) {
+  if (trying_) {
+    // A retransmitted INVITE gets the deferred 100 now: it is the first sending, not a resend.
+    if (trying_pending_) {
+      send_pending_trying();
+      return true;
+    }
+    if (!request) return false;
+    ++counters().retransmissions_sent;
+    send(build_trying(*request));
+    return true;
+  }
   if (last_response_.empty()) return false;
-  // A retransmitted INVITE gets the deferred 100 now: it is the first sending, not a resend.
-  if (!std::exchange(trying_pending_, false)) ++counters().retransmissions_sent;
+  ++counters().retransmissions_sent;
   send(last_response_);
   return true;
 }
@@ -68,7 +92,7 @@ bool ServerTransaction::on_event(const RequestEvent& e) {
         // §17.2.1: a retransmitted INVITE gets the latest provisional again. An ACK before
         // any final acknowledges nothing we sent.
         ++counters().absorbed;
-        return ack ? false : resend_last();
+        return ack ? false : resend_last(&e.request);
       case S::Completed:
         ++counters().absorbed;
         if (!ack) return resend_last();  // §17.2.1: the final again
@@ -118,6 +142,7 @@ bool ServerTransaction::on_invite_response(SendResponseEvent& e) {
   switch (state_) {
     case S::Proceeding:
       trying_pending_ = false;  // answered in time: the 100 is not needed (§17.2.1)
+      trying_ = false;
       last_status_ = e.status;
       last_response_ = std::move(e.bytes);
       if (e.status >= 200 && e.status < 300) {
@@ -195,8 +220,8 @@ bool ServerTransaction::on_event(const TimerEvent& e) {
       return true;
     case TimerKind::Trying:
       // §17.2.1: nothing went upstream within trying_delay_ms: the 100 goes now.
-      if (state_ != S::Proceeding || !std::exchange(trying_pending_, false)) return false;
-      send(last_response_);
+      if (state_ != S::Proceeding || !trying_pending_) return false;
+      send_pending_trying();
       return true;
     default:
       return false;

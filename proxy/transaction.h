@@ -255,7 +255,8 @@ class ServerTransaction final : public Transaction {
   // was sent; one final; in Accepted further 2xx (a forking proxy forwards every 2xx,
   // RFC 6026 §8.7). Returns false when the state takes no such response (it is dropped).
   bool respond(int status, std::string bytes);
-  // The last response sent, resent for retransmitted requests and by Timer G.
+  // The last response sent, resent for retransmitted requests and by Timer G. Empty while
+  // the last one is our 100 Trying once sent: that one is rebuilt from the retransmission.
   std::string_view last_response() const { return last_response_; }
 
  private:
@@ -271,10 +272,14 @@ class ServerTransaction final : public Transaction {
   bool on_event(SendResponseEvent& e);
   bool on_invite_response(SendResponseEvent& e);
   bool on_non_invite_response(SendResponseEvent& e);
-  bool resend_last();
+  // The last response again, for a retransmitted `request` (nullptr: Timer G).
+  bool resend_last(const core::Message* request = nullptr);
+  static std::string build_trying(const core::Message& request);
+  void send_pending_trying();
 
   std::string last_response_;
-  bool trying_pending_ = false;  // last_response_ is a 100 not sent yet (trying_delay_ms)
+  bool trying_ = false;          // the last response is our 100 (kept only until sent)
+  bool trying_pending_ = false;  // last_response_ is that 100, not sent yet (trying_delay_ms)
 };
 
 class TransactionLayer {

@@ -283,9 +283,10 @@ int main(int argc, char** argv) {
   const auto& pc = core->counters();
   const double per_invite = n_invites ? (m2.rss_kb - m1.rss_kb) * 1024.0 / n_invites : 0;
   std::printf("invites: %u INVITEs held: %llu server + %llu client INVITE transactions alive, %zu "
-              "response contexts, %llu relayed, %llu sends discarded, %.1f s (%.1f us each)\n",
+              "response contexts (%zu holding a parsed request), %llu relayed, %llu sends discarded, "
+              "%.1f s (%.1f us each)\n",
               n_invites, static_cast<unsigned long long>(tc.active_server_invite),
-              static_cast<unsigned long long>(tc.active_client_invite), core->contexts(),
+              static_cast<unsigned long long>(tc.active_client_invite), core->contexts(), core->parsed_contexts(),
               static_cast<unsigned long long>(pc.relayed), static_cast<unsigned long long>(env.sends), inv_s,
               n_invites ? inv_s * 1e6 / n_invites : 0.0);
   std::printf("invites: RSS %.1f MiB (+%.1f MiB over the bindings, %.0f bytes per INVITE), heap in use %.1f MiB\n",

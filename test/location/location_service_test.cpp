@@ -339,6 +339,120 @@ TEST_CASE("bindings keep what the REGISTER said about them") {
   CHECK(r->bindings[0].reg_id == 0);
 }
 
+TEST_CASE("a binding's source keeps its address whatever its family, or none") {
+  core::FakeClock clock;
+  LocationService loc(clock, manual(), nullptr);
+  BindingChange a = change("sip:a@198.51.100.7:5062");
+  UpdateRequest req = request("v4", 1);
+  req.source.protocol = core::Protocol::Tcp;
+  req.source.endpoint = *core::Endpoint::parse("198.51.100.7", 40999);
+  req.source.connection = {2, 0xfffffffe};
+  REQUIRE(loc.update(kAor, req, {&a, 1}));
+  // An operator's binding has no source: no address, not even 0.0.0.0.
+  BindingChange st = change("sip:desk@192.0.2.50", 0);
+  REQUIRE(loc.add_static("sip:desk@example.com", st));
+  auto bs = loc.lookup(kAor);
+  REQUIRE(bs.size() == 1);
+  CHECK(bs[0].source.protocol == core::Protocol::Tcp);
+  CHECK(bs[0].source.endpoint.to_string() == "198.51.100.7:40999");
+  CHECK(bs[0].source.connection == core::ConnectionId{2, 0xfffffffe});
+  bs = loc.lookup("sip:desk@example.com");
+  REQUIRE(bs.size() == 1);
+  CHECK(bs[0].source.endpoint.to_string() == core::Peer{}.endpoint.to_string());
+  CHECK(bs[0].source.connection == core::ConnectionId{});
+}
+
+TEST_CASE("many AORs in one shard: every way out leaves the others findable") {
+  // The AOR index is open addressing with backward-shift deletion: AORs leave by expiry,
+  // by '*', by an operator's removal and by a REGISTER removing the last binding, in an
+  // order unrelated to their insertion, while others come in (and the table grows).
+  core::FakeClock clock;
+  LocationService loc(clock, manual(1), nullptr);
+  constexpr int kAors = 3000;
+  auto aor_of = [](int i) { return "sip:u" + std::to_string(i) + "@example.com"; };
+  std::vector<bool> present(kAors, false);
+  auto check_all = [&] {
+    size_t n = 0;
+    for (int i = 0; i < kAors; ++i) {
+      bool has = loc.has(aor_of(i));
+      if (has != present[static_cast<size_t>(i)]) {
+        FAIL_CHECK("AOR " << i << (has ? " present" : " missing"));
+        return;
+      }
+      if (has) {
+        auto bs = loc.lookup(aor_of(i));
+        if (bs.size() != 1 || bs[0].call_id != "c" + std::to_string(i)) {
+          FAIL_CHECK("AOR " << i << " lost its binding");
+          return;
+        }
+        ++n;
+      }
+    }
+    CHECK(loc.aor_count() == n);
+  };
+  uint32_t x = 12345;
+  auto rnd = [&] {
+    x = x * 1103515245u + 12345u;
+    return (x >> 8) % kAors;
+  };
+  uint32_t cseq = 1;  // rising: every change is in order (§10.3 step 7)
+  // Expiries spread over 100 s: a sweep removes a scattered subset.
+  for (int i = 0; i < kAors; ++i) {
+    std::string contact = "sip:ua" + std::to_string(i) + "@192.0.2.1";
+    BindingChange c = change(contact, 60 + static_cast<uint32_t>(rnd() % 100));
+    REQUIRE(loc.update(aor_of(i), request("c" + std::to_string(i), 1), {&c, 1}));
+    present[static_cast<size_t>(i)] = true;
+  }
+  check_all();
+  for (int round = 0; round < 4; ++round) {
+    for (int k = 0; k < 300; ++k) {
+      const int i = static_cast<int>(rnd());
+      const std::string aor = aor_of(i);
+      const std::string call_id = "c" + std::to_string(i);
+      switch (k % 3) {
+        case 0:
+          loc.remove_all(aor);
+          break;
+        case 1: {
+          UpdateRequest star = request(call_id, ++cseq);
+          star.remove_all = true;
+          REQUIRE(loc.update(aor, star, {}));
+          break;
+        }
+        default: {
+          std::string contact = "sip:ua" + std::to_string(i) + "@192.0.2.1";
+          BindingChange gone = change(contact, 0);
+          REQUIRE(loc.update(aor, request(call_id, ++cseq), {&gone, 1}));
+          break;
+        }
+      }
+      present[static_cast<size_t>(i)] = false;
+    }
+    check_all();
+    // Some come back (new ones land in the holes and past them).
+    for (int k = 0; k < 200; ++k) {
+      const int i = static_cast<int>(rnd());
+      if (present[static_cast<size_t>(i)]) continue;
+      std::string contact = "sip:ua" + std::to_string(i) + "@192.0.2.1";
+      BindingChange c = change(contact, 1000);
+      REQUIRE(loc.update(aor_of(i), request("c" + std::to_string(i), ++cseq), {&c, 1}));
+      present[static_cast<size_t>(i)] = true;
+    }
+    check_all();
+  }
+  // Expiry: everything registered for less than 160 s goes, the rest stays.
+  clock.advance(160'000);
+  loc.sweep(clock.wall_ms());
+  for (int i = 0; i < kAors; ++i) {
+    if (!present[static_cast<size_t>(i)]) continue;
+    auto bs = loc.lookup(aor_of(i));
+    REQUIRE(bs.size() <= 1);
+    if (bs.empty() || bs[0].expires_at <= clock.wall_ms()) present[static_cast<size_t>(i)] = false;
+  }
+  check_all();
+  CHECK(loc.size() == loc.aor_count());
+}
+
 TEST_CASE("operator bindings, remove, remove_all and for_each") {
   core::FakeClock clock;
   LocationService loc(clock, manual(), nullptr);

@@ -1718,3 +1718,88 @@ TEST_CASE("proxy core: through a live owner, the UA's own answers and timeouts s
     CHECK(f.idle());
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Memory: a context waiting for answers keeps the request's bytes, not its parse
+// (docs/performance.md "Memory"); a later step that reads the request parses it again.
+
+TEST_CASE("proxy core: the parsed request is dropped once the branches are out, and read again when needed") {
+  ProxyFixture f;
+  f.policy.async = true;
+  f.resolver.async = true;
+  f.resolver.answers["pool.example.net"] = {kBob};
+  ReqSpec r;
+  r.routes = {"<sip:127.0.0.1;lr>"};  // ours: consumed (§16.4), counted before the drop
+  r.extra = {"X-Keep: 1", "Subject: lunch"};
+  r.body = "v=0\r\n";
+  const std::string invite = r.text();
+  f.deliver(invite, kCaller);
+  // Deciding: the policy may read the request at any time.
+  CHECK(f.core->contexts() == 1);
+  CHECK(f.core->parsed_contexts() == 1);
+  REQUIRE(f.policy.held.size() == 1);
+  f.policy.held[0](relay_one("sip:svc@pool.example.net"));
+  // Resolving: the branch still has to be written from it.
+  CHECK(f.core->parsed_contexts() == 1);
+  f.resolver.release();
+  std::string to_bob = f.last_request(kBob, "INVITE");
+  CHECK(f.core->parsed_contexts() == 0);
+  CHECK(f.core->contexts() == 1);
+  CHECK(values(to_bob, H::Route).empty());  // the Route naming us went, as counted at first
+  CHECK(values(to_bob, H::Subject) == Strings{"lunch"});
+  CHECK(Msg(to_bob).m.body() == "v=0\r\n");
+
+  // A provisional and a CANCEL: the 487 is built from the request parsed again, as from the
+  // original.
+  f.deliver(reply_to(to_bob, 180, "b"), kBob);
+  CHECK(f.core->parsed_contexts() == 0);
+  ReqSpec c = r;
+  c.method = "CANCEL";
+  c.routes.clear();
+  c.extra.clear();
+  c.body.clear();
+  f.deliver(c.text(), kCaller);
+  auto term = f.responses_to(kCaller, 487);
+  REQUIRE(term.size() == 1);
+  Msg got(term[0]);
+  core::ResponseSpec spec;
+  spec.status = 487;
+  spec.reason = "Request Terminated";
+  spec.to_tag = got.m.to().tag();
+  Msg orig(invite);
+  CHECK(term[0] == core::build_response(orig.m, spec));
+  f.deliver(reply_to(to_bob, 487, "b"), kBob);
+  f.settle();
+  CHECK(f.idle());
+}
+
+TEST_CASE("proxy core: on_failure and failover read the request after it was dropped") {
+  ProxyFixture f;
+  f.resolver.answers["pool.example.net"] = {kBob, kCarol};
+  f.policy.decide = [](PolicyRequest&) { return relay_one("sip:svc@pool.example.net"); };
+  std::string seen_ruri, seen_subject;
+  f.policy.fail = [&](PolicyRequest& req, const FailureInfo&) {
+    seen_ruri = std::string(req.message().ruri_text());
+    if (const core::Header* h = req.message().find(H::Subject)) seen_subject = std::string(h->value);
+    return relay_one("sip:vm@192.0.2.22");
+  };
+  ReqSpec r;
+  r.extra = {"Subject: lunch"};
+  f.deliver(r.text(), kCaller);
+  CHECK(f.core->parsed_contexts() == 0);
+  // 503 from the first server: failover writes the branch again from the request.
+  f.deliver(reply_to(f.last_request(kBob, "INVITE"), 503, "b"), kBob);
+  std::string to_carol = f.last_request(kCarol, "INVITE");
+  CHECK(values(to_carol, H::Subject) == Strings{"lunch"});
+  CHECK(Msg(to_carol).m.ruri_text() == "sip:svc@pool.example.net");
+  // 486 from the second: the policy's on_failure reads it.
+  f.deliver(reply_to(to_carol, 486, "c"), kCarol);
+  CHECK(seen_ruri == "sip:bob@example.com");
+  CHECK(seen_subject == "lunch");
+  std::string vm = f.last_request(kDave, "INVITE");
+  CHECK(values(vm, H::Subject) == Strings{"lunch"});
+  f.deliver(reply_to(vm, 200, "vm"), kDave);
+  CHECK(f.finals_to(kCaller) == Codes{200});
+  f.settle();
+  CHECK(f.idle());
+}

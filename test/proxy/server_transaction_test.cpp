@@ -54,6 +54,46 @@ TEST_CASE("server INVITE: 100 Trying at once; retransmissions get the last provi
   CHECK(c.active_server_invite == 1);
 }
 
+TEST_CASE("server INVITE: the 100 is not kept once sent; a retransmission gets the same 100 again") {
+  Fixture f;
+  Req a;
+  a.extra = "Timestamp: 54\r\n";  // §8.2.6.1: copied into the 100
+  const std::string inv = a.text();
+  f.deliver(inv, kUpstream);
+  ServerTransaction* t = f.server();
+  REQUIRE(t != nullptr);
+  REQUIRE(f.env.sent.size() == 1);
+  CHECK(t->last_status() == 100);
+  CHECK(t->last_response().empty());  // no copy held while the callee is reached
+  f.deliver(inv, kUpstream);
+  REQUIRE(f.env.sent.size() == 2);
+  CHECK(f.env.sent[1].bytes == f.env.sent[0].bytes);
+  CHECK(f.layer->counters().retransmissions_sent == 1);
+  // Once the TU answered, its response is kept and resent.
+  CHECK(t->respond(180, response_to(inv, 180, "srv")));
+  CHECK(t->last_response().starts_with("SIP/2.0 180 Ringing"));
+  f.deliver(inv, kUpstream);
+  CHECK(f.env.count("SIP/2.0 180 Ringing") == 2);
+  CHECK(f.env.count("SIP/2.0 100 Trying") == 2);
+}
+
+TEST_CASE("server INVITE, 100 deferred: kept until sent, then dropped") {
+  LayerOptions opts;
+  opts.trying_delay_ms = 200;
+  Fixture f({}, opts);
+  const std::string inv = Req{}.text();
+  f.deliver(inv, kUpstream);
+  ServerTransaction* t = f.server();
+  REQUIRE(t != nullptr);
+  CHECK(t->last_response().starts_with("SIP/2.0 100 Trying"));
+  f.run_until(200);
+  REQUIRE(f.env.sent.size() == 1);
+  CHECK(t->last_response().empty());
+  f.deliver(inv, kUpstream);
+  REQUIRE(f.env.sent.size() == 2);
+  CHECK(f.env.sent[1].bytes == f.env.sent[0].bytes);
+}
+
 TEST_CASE("server INVITE: without the 100 flag nothing is sent until the TU responds") {
   LayerOptions opts;
   opts.send_100_trying = false;
