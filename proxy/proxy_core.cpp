@@ -925,41 +925,57 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
   h = fnv(h, req.call_id());
   h = fnv(h, req.from().tag());
   h = fnv(h, std::to_string(req.cseq().number));
-  std::string bytes_in(req.raw());
-  core::Peer src = from;
-  if (!strict) hop.clear();
-  resolver_.resolve(*uri, [this, bytes_in = std::move(bytes_in), skip, h, src,
-                           strict_ruri = std::move(hop)](ServerList list) {
+  // (`uri` views into `hop`, which stays as it is until resolve() returns.)
+  std::string strict_ruri = strict ? hop : std::string();
+  // A numeric next hop (the usual in-dialog case) is answered inside resolve(): the request
+  // is forwarded from `req` as it is. Only an answer that comes later (DNS) needs a copy,
+  // made when resolve() returns without one, and parsed then.
+  struct Later {
+    const core::Message* now;  // valid while resolve() runs
+    std::string bytes;         // the copy for a later answer
+  };
+  auto later = std::make_shared<Later>(Later{&req, {}});
+  resolver_.resolve(*uri, [this, later, skip, h, src = from, strict_ruri = std::move(strict_ruri)](ServerList list) {
     if (list.servers.empty()) return;
-    core::Message m;
-    if (!m.parse(bytes_in)) return;
-    const core::Peer& peer = list.servers.front();
-    auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
-    if (!out) return;
-    std::string branch;
-    core::append_branch(branch, settings_.worker_id, h);
-    std::string via = make_via(*out, branch, false) + ", " + top_via_with_received(m, src);
-    core::SpliceEdits e;
-    e.add_via = via;
-    e.remove_top_via = true;
-    e.max_forwards = m.max_forwards() >= 0 ? m.max_forwards() - 1 : 70;
-    e.remove_routes = skip;
-    std::string tail;
-    std::string_view tail_view[] = {std::string_view()};
-    if (!strict_ruri.empty()) {
-      // §16.6 step 6: the strict router's URI becomes the Request-URI, the Request-URI the
-      // last Route value.
-      tail = "Route: <" + std::string(m.ruri_text()) + ">";
-      tail_view[0] = tail;
-      e.request_uri = strict_ruri;
-      e.remove_routes = skip + 1;
-      e.add_headers = tail_view;
+    core::Message copy;
+    const core::Message* m = later->now;
+    if (!m) {
+      if (!copy.parse(later->bytes)) return;
+      m = &copy;
     }
-    std::string bytes;
-    core::splice(m, e, bytes);
-    ++counters_.stateless_requests;
-    env_.send(peer, bytes, 0);
+    send_stateless(*m, list.servers.front(), src, skip, h, strict_ruri);
   });
+  if (later.use_count() > 1) later->bytes.assign(req.raw());
+  later->now = nullptr;
+}
+
+void ProxyCore::send_stateless(const core::Message& m, const core::Peer& peer, const core::Peer& src,
+                               int skip, uint64_t branch_hash, const std::string& strict_ruri) {
+  auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
+  if (!out) return;
+  std::string branch;
+  core::append_branch(branch, settings_.worker_id, branch_hash);
+  std::string via = make_via(*out, branch, false) + ", " + top_via_with_received(m, src);
+  core::SpliceEdits e;
+  e.add_via = via;
+  e.remove_top_via = true;
+  e.max_forwards = m.max_forwards() >= 0 ? m.max_forwards() - 1 : 70;
+  e.remove_routes = skip;
+  std::string tail;
+  std::string_view tail_view[] = {std::string_view()};
+  if (!strict_ruri.empty()) {
+    // §16.6 step 6: the strict router's URI becomes the Request-URI, the Request-URI the
+    // last Route value.
+    tail = "Route: <" + std::string(m.ruri_text()) + ">";
+    tail_view[0] = tail;
+    e.request_uri = strict_ruri;
+    e.remove_routes = skip + 1;
+    e.add_headers = tail_view;
+  }
+  std::string bytes;
+  core::splice(m, e, bytes);
+  ++counters_.stateless_requests;
+  env_.send(peer, bytes, 0);
 }
 
 void ProxyCore::on_client_timeout(ClientTransaction& ct) {

@@ -108,6 +108,9 @@ class ProxyCore final : public TransactionUser {
   void cancel_pending(ResponseContext& ctx, const Branch* except);
   void forward_response(ResponseContext& ctx, const core::Message& resp);
   void forward_stateless_request(const core::Message& req, const core::Peer& from);
+  // §16.11: `m` with our Via on top, to `peer` (the first server of its next hop).
+  void send_stateless(const core::Message& m, const core::Peer& peer, const core::Peer& src, int skip,
+                      uint64_t branch_hash, const std::string& strict_ruri);
   void forward_stateless_response(const core::Message& resp);
   void maybe_destroy(ResponseContext& ctx);
   void trim(ResponseContext& ctx);

@@ -1465,6 +1465,32 @@ TEST_CASE("local identity: who is us (§16.4, §16.3 step 4)") {
   CHECK_FALSE(id.outgoing(core::Protocol::Tcp, AF_INET).has_value());
 }
 
+TEST_CASE("proxy core: an ACK whose next hop resolves later is forwarded from a copy") {
+  ProxyFixture f;
+  f.resolver.async = true;
+  f.resolver.answers["edge.example.com"] = {make_peer("192.0.2.51", 5070)};
+  ReqSpec ack;
+  ack.method = "ACK";
+  ack.ruri = "sip:bob@192.0.2.20";
+  ack.branch = "z9hG4bKack9";
+  ack.to_tag = "callee";
+  ack.routes = {"<sip:127.0.0.1:5060;lr>", "<sip:edge.example.com;lr>"};
+  {
+    std::string text = ack.text();
+    f.deliver(text, kCaller);
+    std::fill(text.begin(), text.end(), 'X');  // the received bytes are gone after delivery
+  }
+  CHECK(f.requests_to(make_peer("192.0.2.51", 5070), "ACK").empty());
+  f.resolver.release();
+  auto out = f.requests_to(make_peer("192.0.2.51", 5070), "ACK");
+  REQUIRE(out.size() == 1);
+  Msg m(out[0]);
+  CHECK(m.m.ruri_text() == "sip:bob@192.0.2.20");
+  CHECK(values(m.m, H::Route) == Strings{"<sip:edge.example.com;lr>"});
+  CHECK(values(m.m, H::Via).size() == 2);
+  CHECK(f.core->counters().stateless_requests == 1);
+}
+
 TEST_CASE("proxy core: stateless ACKs: a strict next hop, and distinct branches for RFC 2543 ACKs") {
   ProxyFixture f;
   ReqSpec ack;
