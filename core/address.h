@@ -37,6 +37,8 @@ class Endpoint {
   void set_port(uint16_t port);
   // "192.0.2.1" or "2001:db8::1" (no brackets).
   std::string ip() const;
+  // The same text into `buf` (no allocation; IPv4 formatted by hand), its length returned.
+  size_t ip_into(char (&buf)[46]) const;
   // "192.0.2.1:5060" or "[2001:db8::1]:5060".
   std::string to_string() const;
   // host part for a SIP URI / Via: IPv6 in brackets.

@@ -83,6 +83,12 @@ std::string contact_line(const location::Binding& b, int64_t now) {
 }  // namespace
 
 std::string rfc1123_date(int64_t wall_ms) {
+  // Every REGISTER in one second carries the same Date: format it once per second (per
+  // worker thread: no sharing).
+  thread_local int64_t cached_s = -1;
+  thread_local std::string cached;
+  const int64_t s = wall_ms / 1000;
+  if (s == cached_s) return cached;
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -94,7 +100,9 @@ std::string rfc1123_date(int64_t wall_ms) {
   std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7],
                 tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
                 tm.tm_sec);
-  return buf;
+  cached = buf;
+  cached_s = s;
+  return cached;
 }
 
 Registrar::Registrar(location::LocationService& location, const core::Clock& clock,

@@ -620,22 +620,8 @@ void set_peer_fields(lua_State* L, const core::Peer& p) {
 }
 
 void push_ip(lua_State* L, const core::Endpoint& ep) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  size_t len = 0;
-  if (ep.family() == AF_INET) {
-    const auto* a = reinterpret_cast<const uint8_t*>(
-        &reinterpret_cast<const sockaddr_in*>(ep.sa())->sin_addr);
-    for (int i = 0; i < 4; ++i) {
-      if (i) buf[len++] = '.';
-      unsigned v = a[i];
-      if (v >= 100) buf[len++] = char('0' + v / 100);
-      if (v >= 10) buf[len++] = char('0' + v / 10 % 10);
-      buf[len++] = char('0' + v % 10);
-    }
-  } else if (ep.family() == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(ep.sa())->sin6_addr, buf, sizeof buf);
-    len = std::strlen(buf);
-  }
+  char buf[INET6_ADDRSTRLEN];
+  const size_t len = ep.ip_into(buf);
   lua_pushlstring(L, buf, len);
 }
 
