@@ -327,8 +327,8 @@ def sipp_ms(v):
 
 # ------------------------------------------------------------------ capture: INVITE in -> out
 def pcap_invite_latency(path, proxy_port, uas_port):
-    """Per Call-ID: first INVITE arriving at the proxy, first INVITE the proxy sent to the
-    UAS; the difference is the time the proxy added (kernel timestamps on lo)."""
+    """Per Call-ID: first INVITE arriving at the proxy, first INVITE sent to the UAS (only the
+    proxy sends it one); the difference is the time the proxy added (kernel timestamps on lo)."""
     try:
         data = Path(path).read_bytes()
     except OSError:
@@ -365,7 +365,7 @@ def pcap_invite_latency(path, proxy_port, uas_port):
         cid = m.group(1).strip()
         if dport == proxy_port:
             t_in.setdefault(cid, ts)
-        elif sport == proxy_port and dport == uas_port:
+        elif dport == uas_port:  # only the proxy sends INVITEs to the UAS (from any of its ports)
             t_out.setdefault(cid, ts)
     d = sorted((t_out[c] - t_in[c]) * 1e6 for c in t_out if c in t_in and t_out[c] >= t_in[c])
     if not d:
@@ -600,11 +600,11 @@ def run_one(args):
 
         def start_capture():
             # INVITEs only (the BPF filter matches "INVI" at the start of the UDP payload):
-            # in from anyone to the proxy, out from the proxy to the UAS.
+            # in from anyone to the proxy, out from the proxy to the UAS (Switchboard forwards
+            # from a worker's reply port, not the listening one).
             if not (args.latency and scen == "calls"):
                 return None
-            flt = (f"udp and udp[8:4] = 0x494e5649 and (dst port {ports['proxy']} or "
-                   f"(src port {ports['proxy']} and dst port {ports['uas']}))")
+            flt = f"udp and udp[8:4] = 0x494e5649 and (dst port {ports['proxy']} or dst port {ports['uas']})"
             if shutil.which("dumpcap"):
                 cmd = ["dumpcap", "-i", "lo", "-P", "-q", "-s", "1024", "-B", "32", "-f", flt,
                        "-w", work / "invites.pcap", "-a", f"duration:{uac_bound + 10}", "-c", target * 4 + 1000]
