@@ -863,6 +863,16 @@ TEST_CASE("workers: update_listeners opens new TCP and UDP listeners, closes rem
   CHECK(w1[2].bind == udp.bind);
 
   // A message each way on each new listener, and on the kept one.
+  // The new UDP listener has a reply port on every worker, known to every worker.
+  auto w0 = worker_listeners(rig.group, 0);
+  REQUIRE(w0.size() == 3);
+  for (uint32_t w = 0; w < 2; ++w) {
+    CHECK(w0[2].reply_port(w) != 0);
+    CHECK(w0[2].reply_port(w) != udp.bind.port());
+    CHECK(w1[2].reply_port(w) == w0[2].reply_port(w));
+  }
+  CHECK(w0[2].reply_port(0) != w0[2].reply_port(1));
+  CHECK(w1[1].reply_port(1) == 0);  // TCP: none
   CHECK(udp_round_trip(udp.bind, "upd-udp"));
   CHECK(udp_round_trip(base.bind, "upd-base"));
   Fd held(tcp_connect(tcp.bind));
