@@ -504,6 +504,51 @@ TEST_CASE("workers: oversize datagram is delivered as frame error 513") {
   CHECK(big.compare(0, 2000, s.bytes) == 0);
 }
 
+TEST_CASE("workers: a burst queued while the worker is busy is read in full, each datagram intact") {
+  // Many more datagrams than one receive batch (kUdpSlots) or one wake-up's rounds wait in
+  // the socket while the worker's thread is held; every one must come out, whole and once.
+  Rig rig;
+  REQUIRE(rig.start({listener(core::Protocol::Udp)}, 1).ok());
+  std::mutex m;
+  std::condition_variable cv;
+  bool held = false, go = false;
+  REQUIRE(rig.group.worker(0).post([&](Worker&) {
+    std::unique_lock lock(m);
+    held = true;
+    cv.notify_all();
+    cv.wait_for(lock, kWait, [&] { return go; });
+  }));
+  {
+    std::unique_lock lock(m);
+    REQUIRE(cv.wait_for(lock, kWait, [&] { return held; }));
+  }
+  Fd client(::socket(AF_INET, SOCK_DGRAM, 0));
+  constexpr int kBurst = 250;
+  std::set<std::string> sent;
+  for (int i = 0; i < kBurst; ++i) {
+    // Sizes differ, so a datagram read into the wrong slot or with another's length shows.
+    std::string msg = options("burst-" + std::to_string(i), "z9hG4bKburst" + std::to_string(i), "UDP",
+                              std::string(static_cast<size_t>(i % 7) * 100, 'b'));
+    send_udp(client.fd, rig.endpoint(0), msg);
+    sent.insert(msg);
+  }
+  {
+    std::lock_guard lock(m);
+    go = true;
+  }
+  cv.notify_all();
+  REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= sent.size(); }));
+  std::lock_guard lock(rig.rec.m);
+  CHECK(rig.rec.seen.size() == sent.size());
+  std::set<std::string> got;
+  for (auto& s : rig.rec.seen) {
+    CHECK(s.parsed);
+    got.insert(s.bytes);
+  }
+  CHECK(got == sent);
+  CHECK(rig.group.stats().datagrams_in == sent.size());
+}
+
 TEST_CASE("workers: a stream framing error is delivered, then the connection closes") {
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Tcp)}, 2).ok());
