@@ -379,6 +379,9 @@ bool headers_equal(const Uri& a, const Uri& b) {
 }  // namespace
 
 bool uri_equal(const Uri& a, const Uri& b) {
+  // The same text is the same URI (each rule below is reflexive): the common case of a
+  // refresh, compared without walking the parameters.
+  if (!a.raw.empty() && a.raw == b.raw) return true;
   if (a.scheme != b.scheme) return false;
   if (a.scheme == Scheme::Other)
     return iequals(a.scheme_raw, b.scheme_raw) && a.opaque == b.opaque;

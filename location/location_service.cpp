@@ -718,6 +718,8 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
     if (want) return reg_id == want && same_instance(instance, c.instance);
     if (reg_id) return false;
     if (item.change) return core::uri_equal(uris[item.order], u);
+    // A refresh usually repeats the stored Contact byte for byte: no parse needed.
+    if (item.old->field(kContact) == c.contact) return true;
     if (!item.old_uri) {
       auto ou = core::parse_uri(item.old->field(kContact));
       if (!ou) return false;
