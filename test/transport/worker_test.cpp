@@ -230,6 +230,41 @@ uint16_t closed_tcp_port() {
   return core::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))->port();
 }
 
+// Holds a worker's thread inside a posted task until release() (or kWait at most): what
+// arrives meanwhile waits in its queue or its sockets. The task shares the state, so it may
+// still be waking up after this object is gone.
+class WorkerHold {
+ public:
+  explicit WorkerHold(Worker& w) : s_(std::make_shared<State>()) {
+    REQUIRE(w.post([s = s_](Worker&) {
+      std::unique_lock lock(s->m);
+      s->held = true;
+      s->cv.notify_all();
+      s->cv.wait_for(lock, kWait, [&] { return s->go; });
+    }));
+    std::unique_lock lock(s_->m);
+    REQUIRE(s_->cv.wait_for(lock, kWait, [&] { return s_->held; }));
+  }
+  ~WorkerHold() { release(); }
+  WorkerHold(const WorkerHold&) = delete;
+  WorkerHold& operator=(const WorkerHold&) = delete;
+  void release() {
+    {
+      std::lock_guard lock(s_->m);
+      s_->go = true;
+    }
+    s_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex m;
+    std::condition_variable cv;
+    bool held = false, go = false;
+  };
+  std::shared_ptr<State> s_;
+};
+
 }  // namespace
 
 TEST_CASE("workers: port 0 is resolved once and shared by every worker") {
@@ -505,23 +540,11 @@ TEST_CASE("workers: oversize datagram is delivered as frame error 513") {
 }
 
 TEST_CASE("workers: a burst queued while the worker is busy is read in full, each datagram intact") {
-  // Many more datagrams than one receive batch (kUdpSlots) or one wake-up's rounds wait in
-  // the socket while the worker's thread is held; every one must come out, whole and once.
+  // Many more datagrams than one recvmmsg reads (20) wait in the socket while the worker's
+  // thread is held; every one must come out, whole and once.
   Rig rig;
   REQUIRE(rig.start({listener(core::Protocol::Udp)}, 1).ok());
-  std::mutex m;
-  std::condition_variable cv;
-  bool held = false, go = false;
-  REQUIRE(rig.group.worker(0).post([&](Worker&) {
-    std::unique_lock lock(m);
-    held = true;
-    cv.notify_all();
-    cv.wait_for(lock, kWait, [&] { return go; });
-  }));
-  {
-    std::unique_lock lock(m);
-    REQUIRE(cv.wait_for(lock, kWait, [&] { return held; }));
-  }
+  WorkerHold hold(rig.group.worker(0));
   Fd client(::socket(AF_INET, SOCK_DGRAM, 0));
   constexpr int kBurst = 250;
   std::set<std::string> sent;
@@ -532,11 +555,7 @@ TEST_CASE("workers: a burst queued while the worker is busy is read in full, eac
     send_udp(client.fd, rig.endpoint(0), msg);
     sent.insert(msg);
   }
-  {
-    std::lock_guard lock(m);
-    go = true;
-  }
-  cv.notify_all();
+  hold.release();
   REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= sent.size(); }));
   std::lock_guard lock(rig.rec.m);
   CHECK(rig.rec.seen.size() == sent.size());
@@ -795,32 +814,22 @@ TEST_CASE("workers: post() refuses when the bounded queue is full, and counts it
   REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2, limits).ok());
   std::mutex m;
   std::condition_variable cv;
-  bool blocked = false, release = false, via_post_to = false;
+  bool via_post_to = false;
   int ran = 0;
   auto count = [&](Worker&) {
     std::lock_guard lock(m);
     ++ran;
     cv.notify_all();
   };
-  // Hold worker 0 inside a task so nothing drains its queue meanwhile (bounded wait).
-  REQUIRE(rig.group.worker(0).post([&](Worker&) {
-    std::unique_lock lock(m);
-    blocked = true;
-    cv.notify_all();
-    cv.wait_for(lock, kWait, [&] { return release; });
-  }));
-  std::unique_lock lock(m);
-  REQUIRE(cv.wait_for(lock, kWait, [&] { return blocked; }));
-  lock.unlock();
+  WorkerHold hold(rig.group.worker(0));  // nothing drains its queue meanwhile
   int accepted = 0;
   for (int i = 0; i < 4; ++i) accepted += rig.group.worker(0).post(count);
   CHECK(accepted == 4);
   CHECK_FALSE(rig.group.worker(0).post(count));
   CHECK(rig.group.worker(0).stats().queue_full == 1);
-  lock.lock();
-  release = true;
-  cv.notify_all();
+  hold.release();
   // The queued ones run once the worker is free again; then post_to reaches it by id.
+  std::unique_lock lock(m);
   CHECK(cv.wait_for(lock, kWait, [&] { return ran == 4; }));
   lock.unlock();
   REQUIRE(rig.group.worker(1).post_to(0, [&](Worker& w) {
