@@ -105,7 +105,8 @@ class SipWorker final : public transport::MessageHandler, public proxy::Transact
   std::unique_ptr<proxy::TransactionLayer> layer_;
   core::Message msg_;  // reused for messages that arrive unparsed
   uv_timer_t timer_{};
-  int64_t armed_ = -1;
+  int64_t armed_ = -1;     // the wake-up time the uv timer is set for (-1: none)
+  int64_t slack_ms_ = 1;   // timer_slack_ms(t1)
   bool stopping_ = false;
   uint32_t max_headers_ = 256;
   SipWorkerCounters counters_;
@@ -123,5 +124,14 @@ proxy::LocalIdentity identity_from(const core::Config& cfg, const transport::Wor
 proxy::RegistrarSettings registrar_settings_from(const core::Config& cfg);
 scripts::ScriptLimits script_limits_from(const core::Config& cfg);
 transport::SourceLimitSettings source_limits_from(const core::Config& cfg);  // config "security"
+
+// A worker's transaction timers fire up to this many ms after their deadline: it wakes at
+// multiples of the slack, so the timers falling due within one slack fire in one wake-up.
+// t1/50 within 1..10 ms (10 ms at the default T1 of 500 ms: 2 % of a retransmission interval).
+inline int64_t timer_slack_ms(int64_t t1_ms) { return t1_ms >= 500 ? 10 : t1_ms >= 100 ? t1_ms / 50 : 1; }
+// The time to wake for a deadline: the first multiple of `slack` at or after it.
+inline int64_t timer_wake_ms(int64_t deadline_ms, int64_t slack_ms) {
+  return (deadline_ms + slack_ms - 1) / slack_ms * slack_ms;
+}
 
 }  // namespace sb::app
