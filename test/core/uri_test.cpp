@@ -182,6 +182,17 @@ TEST_CASE("uri: malformed URIs are errors, never crashes") {
   CHECK(bad("sip:user@256.1.1.1").find("host") != std::string::npos);
   CHECK(bad("sip:user@1.2.3").find("host") != std::string::npos);
   CHECK(bad("sip:user@12345").find("host") != std::string::npos);
+  // IPv4 hosts: four parts of 1-3 digits, each at most 255.
+  CHECK(bad("sip:user@1..2.3").find("host") != std::string::npos);
+  CHECK(bad("sip:user@.1.2.3").find("host") != std::string::npos);
+  CHECK(bad("sip:user@1.2.3.").find("host") != std::string::npos);
+  CHECK(bad("sip:user@1.2.3.4.5").find("host") != std::string::npos);
+  CHECK(bad("sip:user@1.2.3.0255").find("host") != std::string::npos);
+  CHECK(bad("sip:user@1.2.300.4").find("host") != std::string::npos);
+  CHECK(ok("sip:user@255.255.255.255").host_type == HostType::IPv4);
+  CHECK(ok("sip:user@010.0.0.001").host_type == HostType::IPv4);
+  CHECK(ok("sip:user@[::ffff:192.0.2.1]").host_type == HostType::IPv6);
+  CHECK(bad("sip:user@[::ffff:192.0.2]").find("IPv6") != std::string::npos);
   CHECK(bad("sip:user@-host").find("host") != std::string::npos);
   CHECK(bad("sip:user@host/path").find("junk") != std::string::npos);
 }
