@@ -18,7 +18,7 @@ void BuiltinPolicy::on_request(PolicyRequest& req, DecisionFn done) {
     done(Decision::reply(403, "Not A Relay For This Domain"));
     return;
   }
-  relay.targets = services_.lookup(m.ruri_text());
+  relay.targets = services_.lookup(m.ruri());
   if (relay.targets.empty()) {
     done(Decision::reply(404, "Not Found"));
     return;

@@ -22,11 +22,10 @@ Target binding_target(const location::Binding& b) {
   return t;
 }
 
-std::vector<Target> RegistrarServices::lookup(std::string_view uri) {
+std::vector<Target> RegistrarServices::lookup(const core::Uri& uri) {
   std::vector<Target> out;
-  auto parsed = core::parse_uri(uri);
-  if (!parsed || !parsed->is_sip()) return out;
-  for (const auto& b : location_.lookup(*parsed)) out.push_back(binding_target(b));
+  if (!uri.is_sip()) return out;
+  for (const auto& b : location_.lookup(uri)) out.push_back(binding_target(b));
   return out;
 }
 

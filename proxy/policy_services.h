@@ -31,7 +31,7 @@ class RegistrarServices final : public PolicyServices {
       : registrar_(registrar), location_(location), identity_(identity),
         proxy_foreign_(proxy_foreign_register) {}
 
-  std::vector<Target> lookup(std::string_view uri) override;
+  std::vector<Target> lookup(const core::Uri& uri) override;
   bool lookup_wait(std::string_view uri, std::function<void(bool ok)> done) override;
   // How a completion from another thread gets onto this worker's thread (lookup_wait); false
   // when it could not be queued. Unset: lookup_wait never waits.

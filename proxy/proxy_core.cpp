@@ -401,26 +401,19 @@ void ProxyCore::start_branch(ResponseContext& ctx, Branch& b) {
   }
   // The next hop: the first Route this branch will carry, else its Request-URI (§16.6
   // step 7).
-  std::string_view hop = first_route(ctx, b);
-  if (!hop.empty()) {
-    auto na = core::parse_name_addr(hop);
-    if (!na) {
-      branch_failed(ctx, b, 400, false);
-      return;
-    }
-    hop = na->uri.raw;
-  } else {
-    hop = b.target.uri;
-  }
-  auto parsed = core::parse_uri(hop);
-  if (!parsed) {
+  // (The URI is parsed once, from the Route's name-addr or from the target.)
+  std::string_view route = first_route(ctx, b);
+  core::NameAddr na;
+  const core::Status st = route.empty() ? core::parse_uri(b.target.uri, na.uri)
+                                        : core::parse_name_addr(route, na);
+  if (!st) {
     branch_failed(ctx, b, 400, false);
     return;
   }
   uint64_t id = ctx.id;
   uint32_t index = b.index;
   ++ctx.live;
-  resolver_.resolve(*parsed, [this, id, index](ServerList list) {
+  resolver_.resolve(na.uri, [this, id, index](ServerList list) {
     ResponseContext* c = find_context(id);
     if (!c) return;
     --c->live;
@@ -898,25 +891,23 @@ void ProxyCore::forward_stateless_response(const core::Message& resp) {
 void ProxyCore::forward_stateless_request(const core::Message& req, const core::Peer& from) {
   if (req.max_forwards() == 0) return;
   int skip = 0;
-  std::string hop;
+  // The next hop: the first Route that is not us, else the Request-URI. Its URI views into
+  // `req`, which stays as it is until resolve() returns.
+  core::NameAddr route;
+  bool routed = false;
   bool strict = false;  // §16.6 step 6: the next hop is a strict router (no ;lr)
   req.for_each_value(core::HeaderId::Route, [&](std::string_view v) {
-    auto na = core::parse_name_addr(v);
-    if (!na) return false;
-    if (hop.empty() && identity_.uri_is_us(na->uri)) {
+    if (!core::parse_name_addr(v, route)) return false;  // unreadable: the Request-URI decides
+    if (identity_.uri_is_us(route.uri)) {
       ++skip;
       return true;
     }
-    hop = std::string(na->uri.raw);
-    strict = !na->uri.has_param("lr");
+    routed = true;
+    strict = !route.uri.has_param("lr");
     return false;
   });
-  if (hop.empty()) {
-    if (identity_.uri_is_us(req.ruri())) return;  // nowhere further to go
-    hop = std::string(req.ruri_text());
-  }
-  auto uri = core::parse_uri(hop);
-  if (!uri) return;
+  if (!routed && identity_.uri_is_us(req.ruri())) return;  // nowhere further to go
+  const core::Uri& next = routed ? route.uri : req.ruri();
   // The branch of a stateless forward is derived from the incoming request, so a
   // retransmitted ACK leaves with the same branch and two ACKs never share one (§16.11;
   // an RFC 2543 ACK has no branch).
@@ -925,8 +916,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
   h = fnv(h, req.call_id());
   h = fnv(h, req.from().tag());
   h = fnv(h, std::to_string(req.cseq().number));
-  // (`uri` views into `hop`, which stays as it is until resolve() returns.)
-  std::string strict_ruri = strict ? hop : std::string();
+  std::string strict_ruri = strict ? std::string(next.raw) : std::string();
   // A numeric next hop (the usual in-dialog case) is answered inside resolve(): the request
   // is forwarded from `req` as it is. Only an answer that comes later (DNS) needs a copy,
   // made when resolve() returns without one, and parsed then.
@@ -935,7 +925,7 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
     std::string bytes;         // the copy for a later answer
   };
   auto later = std::make_shared<Later>(Later{&req, {}});
-  resolver_.resolve(*uri, [this, later, skip, h, src = from, strict_ruri = std::move(strict_ruri)](ServerList list) {
+  resolver_.resolve(next, [this, later, skip, h, src = from, strict_ruri = std::move(strict_ruri)](ServerList list) {
     if (list.servers.empty()) return;
     core::Message copy;
     const core::Message* m = later->now;

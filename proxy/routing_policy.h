@@ -131,8 +131,9 @@ using Ha1Set = std::vector<std::pair<std::string, std::string>>;
 class PolicyServices {
  public:
   virtual ~PolicyServices() = default;
-  // The targets registered for an AOR (any SIP URI; it is canonicalised), best first.
-  virtual std::vector<Target> lookup(std::string_view uri) = 0;
+  // The targets registered for an AOR (a sip: or sips: URI, already parsed: the caller has
+  // it; it is canonicalised), best first.
+  virtual std::vector<Target> lookup(const core::Uri& uri) = 0;
   // A shared location backend (docs/cluster.md) may hold bindings this node's table does not:
   // when it may, start reading `uri`'s AOR and return true; `done(ok)` then runs later on the
   // worker's thread (ok: the table now holds what the store had, ask lookup(); false: the

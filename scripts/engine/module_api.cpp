@@ -130,7 +130,8 @@ int location_lookup(lua_State* L) {
     core::Uri buf;
     const char* err = nullptr;
     uint64_t id = 0;
-    if (!sip_uri_arg(L, 1, text, buf, f)) {
+    const core::Uri* u = sip_uri_arg(L, 1, text, buf, f);
+    if (!u) {
       // f says why
     } else if (!g->services) {
       f.fail(false, "the location service is not available here");
@@ -146,8 +147,9 @@ int location_lookup(lua_State* L) {
         policy->resume(id, [ok](lua_State* T) -> int {
           GenerationState* tg = gen_of(T);
           RequestContext* rc = tg->running;  // the resumed request
-          if (ok && tg->services) {
-            push_contacts(T, tg, rc, tg->services->lookup(rc->wait_uri));
+          core::Uri uri;  // parsed before the wait; the text is the request's own copy
+          if (ok && tg->services && core::parse_uri(rc->wait_uri, uri).ok()) {
+            push_contacts(T, tg, rc, tg->services->lookup(uri));
             return 1;
           }
           lua_pushnil(T);
@@ -159,10 +161,10 @@ int location_lookup(lua_State* L) {
         ctx->wait_uri.assign(text);
       } else {
         ctx->waiting = false;  // nothing to wait for: answer from the table now
-        push_contacts(L, g, ctx, g->services->lookup(text));
+        push_contacts(L, g, ctx, g->services->lookup(*u));
       }
     } else {
-      push_contacts(L, g, g->running, g->services->lookup(text));
+      push_contacts(L, g, g->running, g->services->lookup(*u));
     }
   }
   if (waits) return lua_yield(L, 0);  // nothing with a destructor is alive in this frame

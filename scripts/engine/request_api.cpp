@@ -205,17 +205,26 @@ bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, F
     f.fail(true, "bad target: a contact table needs a uri field");
     return false;
   }
-  if (!check_target_uri(uri, "target URI", f)) return false;
+  // The binding a contact table of location.lookup stands for.
+  const proxy::Target* binding = nullptr;
+  if (type == LUA_TTABLE && ctx) {
+    if (get_key(L, idx, Key::Target) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      auto id = static_cast<uint64_t>(lua_tointeger(L, -1));
+      for (const auto& [tid, target] : ctx->targets)
+        if (tid == id) binding = &target;
+    }
+    lua_pop(L, 1);
+  }
+  // A uri value, or a binding's own contact unchanged, was parsed when it was made;
+  // any other text is checked here.
+  const core::Uri* parsed = is_uri ? test_uri(L, idx) : nullptr;
+  const bool checked = (parsed && parsed->is_sip()) || (binding && binding->uri == uri);
+  if (!checked && !check_target_uri(uri, "target URI", f)) return false;
   if (type != LUA_TTABLE) {
     t.uri = uri;
     return true;
   }
-  if (get_key(L, idx, Key::Target) == LUA_TNUMBER && lua_isinteger(L, -1) && ctx) {
-    auto id = static_cast<uint64_t>(lua_tointeger(L, -1));
-    for (const auto& [tid, target] : ctx->targets)
-      if (tid == id) t = target;
-  }
-  lua_pop(L, 1);
+  if (binding) t = *binding;
   t.uri = uri;
   int qt = get_key(L, idx, Key::Q);
   if (qt == LUA_TNUMBER) {

@@ -74,9 +74,9 @@ class FakeServices final : public proxy::PolicyServices {
   // Register a binding for `aor` (any SIP URI; stored under its canonical AOR).
   void bind(std::string_view aor, proxy::Target t) { bindings_[canonical(aor)].push_back(std::move(t)); }
 
-  std::vector<proxy::Target> lookup(std::string_view uri) override {
+  std::vector<proxy::Target> lookup(const core::Uri& uri) override {
     ++lookups;
-    auto it = bindings_.find(canonical(uri));
+    auto it = bindings_.find(core::canonical_aor(uri));
     return it == bindings_.end() ? std::vector<proxy::Target>{} : it->second;
   }
   proxy::Decision registrar_save(const proxy::PolicyRequest& req) override {
