@@ -2,6 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
 #include "transaction_fixture.h"
 
 using namespace sb::proxy;
@@ -99,4 +103,40 @@ TEST_CASE("StoredKey owns a copy equal to the view it was built from") {
   CHECK(stored.view().from_tag == "ft1");
   CHECK(stored.view().method == "INVITE");
   CHECK(stored.view().cseq == 1);
+}
+
+TEST_CASE("key hash: case-folded fields hash alike; the low bits spread (the tables index by them)") {
+  TransactionKey a, b;
+  a.branch = "z9hG4bK.abcDEF0123456789xyz";  // longer than one 8-byte word, with a tail
+  b.branch = "Z9HG4BK.ABCdef0123456789XYZ";
+  a.sent_by = "Proxy.Example.COM:5060";
+  b.sent_by = "proxy.example.com:5060";
+  a.method = b.method = "INVITE";
+  CHECK(a == b);
+  CHECK(TransactionKeyHash{}(a) == TransactionKeyHash{}(b));
+  b.method = "invite";  // the method is case-sensitive (§7.1)
+  CHECK_FALSE(a == b);
+  CHECK(TransactionKeyHash{}(a) != TransactionKeyHash{}(b));
+
+  // Field boundaries count: ("ab", "c") and ("a", "bc") are different keys.
+  TransactionKey x, y;
+  x.branch = "z9hG4bKab";
+  x.sent_by = "c";
+  y.branch = "z9hG4bKa";
+  y.sent_by = "bc";
+  CHECK(TransactionKeyHash{}(x) != TransactionKeyHash{}(y));
+
+  // Branches as proxies write them (a shared prefix, a counter at the end): the low 12 bits
+  // of 4096 keys hit about as many distinct slots as random values would (1 - 1/e: 2589).
+  std::vector<std::string> branches;
+  for (int i = 0; i < 4096; ++i) branches.push_back("z9hG4bK-sb1-" + std::to_string(i));
+  std::set<size_t> slots;
+  for (const auto& br : branches) {
+    TransactionKey k;
+    k.branch = br;
+    k.sent_by = "127.0.0.1:5060";
+    k.method = "INVITE";
+    slots.insert(TransactionKeyHash{}(k) & 0xfff);
+  }
+  CHECK(slots.size() > 2450);
 }
