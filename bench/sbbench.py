@@ -5,6 +5,7 @@
     sbbench.py maxrate  --proxy P [--rates "1000 1500 ..."] [--seconds S]
     sbbench.py memory   [--bindings N] [--transactions M]
     sbbench.py campaign --mode quick|full [--out DIR] [--proxies "..."]
+    sbbench.py instructions --proxy P [--scenario calls|register]  (user space, callgrind)
     sbbench.py report   DIR            (tables + results JSON from DIR/runs.jsonl)
 
 Proxies: switchboard (SQLite location, 2 workers), switchboard-mem (memory location),
@@ -405,9 +406,10 @@ def start_proxy(name, args, work, ports):
             raise SetupError(f"switchboard check: {chk.stderr.strip() or chk.stdout.strip()}")
         cmd = [binary, "run", "-c", cfg_path]
     else:
-        if not shutil.which("kamailio"):
-            raise SetupError("kamailio not found (apt-get install kamailio kamailio-lua-modules)")
-        cmd = ["kamailio", "-f", KAM_DIR / spec["cfg"], "-l", f"udp:{HOST}:{port}", "-DD", "-E",
+        kam = getattr(args, "kam_bin", None) or "kamailio"
+        if not shutil.which(kam):
+            raise SetupError(f"{kam} not found (apt-get install kamailio kamailio-lua-modules)")
+        cmd = [kam, "-f", KAM_DIR / spec["cfg"], "-l", f"udp:{HOST}:{port}", "-DD", "-E",
                "-x", "fm", "-X", "fm", "-m", str(args.kam_shm), "-M", "16", "-P", work / "kamailio.pid",
                "-Y", work, "-A", f"WORKERS={spec['workers']}"]
         if spec["cfg"] == "kamailio-kemi.cfg":
@@ -1091,6 +1093,69 @@ def cmd_profile(args):
     return 0
 
 
+# ------------------------------------------------------------------ instructions
+def callgrind_total(path):
+    """Instructions (Ir) of one callgrind output file: its 'totals:' (or 'summary:') line."""
+    total = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                total = int(line.split()[1])
+    return total or 0
+
+
+def cmd_instructions(args):
+    """User-space instructions per call (or REGISTER) of a proxy, every process and thread,
+    under callgrind: two runs of the same length at a low and a higher rate, and the
+    difference of their totals / the difference of their operations, so start-up, shut-down
+    and the per-second work of timers cancel out. Deterministic where CPU time on a shared
+    machine is not, but blind to the kernel."""
+    if not shutil.which("valgrind"):
+        raise SetupError("valgrind not found (apt-get install valgrind)")
+    kam = PROXIES[args.proxy]["kind"] == "kam"
+    real = shutil.which(args.kam_bin or "kamailio") if kam else str(sb_binary(args).resolve())
+    if not real:
+        raise SetupError("kamailio not found (apt-get install kamailio kamailio-lua-modules)")
+    totals = {}
+    low, high = (int(x) for x in args.rates.split())
+    for rate in (low, high):
+        tmp = Path(tempfile.mkdtemp(prefix="sbbench-instr-"))
+        try:
+            wrap = tmp / ("kamailio" if kam else "switchboard")
+            wrap.write_text("#!/bin/sh\n"
+                            f"exec valgrind --tool=callgrind --callgrind-out-file={tmp}/callgrind.%p "
+                            f'{real} "$@"\n')
+            wrap.chmod(0o755)
+            a = run_args(args, rate=rate, windows=0, latency=False, perf=None,
+                         count_handoffs=False, label="instructions",
+                         recv_timeout=max(args.recv_timeout, 20000),
+                         **({"kam_bin": str(wrap)} if kam else {"sb_bin": str(wrap)}))
+            r = run_one(a)
+            log(short(r))
+            if r["verdict"] != "pass":
+                raise SetupError(f"the run at {rate}/s failed: {r.get('why')}")
+            time.sleep(2)  # every process has written its file
+            files = sorted(tmp.glob("callgrind.*"))
+            totals[rate] = (sum(callgrind_total(f) for f in files), r["ok"], len(files))
+        finally:
+            if args.keep:
+                log(f"callgrind files kept: {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    (t1, ok1, _), (t2, ok2, procs) = totals[low], totals[high]
+    per_op = (t2 - t1) / max(1, ok2 - ok1)
+    res = {"proxy": args.proxy, "scenario": args.scenario, "rates": [low, high], "seconds": args.seconds,
+           "instructions_per_op": round(per_op), "runs": {str(k): v[0] for k, v in totals.items()},
+           "processes": procs}
+    print(json.dumps(res) if args.json else
+          f"{args.proxy:<16} {args.scenario:<8} {per_op / 1000:.1f}k instructions per "
+          f"{'call' if args.scenario == 'calls' else 'REGISTER'} "
+          f"({ok1} vs {ok2} in {args.seconds} s, {procs} callgrind files)")
+    if args.out:
+        append_jsonl(args.out, res)
+    return 0
+
+
 # ------------------------------------------------------------------ campaign
 PLANS = {
     # make bench-quick: one short burst per figure (under 5 minutes). Burst windows end
@@ -1479,6 +1544,7 @@ def main():
         p.add_argument("--warmup", type=float, default=None,
                        help="steady mode warm-up, s (default: the proxy's transaction horizon)")
         p.add_argument("--sipp-buf", type=int, default=4 * 1024 * 1024, help="SIPp -buff_size (0: default)")
+        p.add_argument("--kam-bin", help="kamailio binary (default: kamailio on the PATH)")
         p.add_argument("--kam-shm", type=int, default=2048,
                        help="Kamailio shared memory, MB (256 runs out near 1750 calls/s: tm's build_cell fails)")
         p.add_argument("--keep", action="store_true", help="keep the work directories")
@@ -1542,6 +1608,17 @@ def main():
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--out", help="write the summary as JSON")
     p.set_defaults(func=cmd_profile, windows=1)
+
+    p = sub.add_parser("instructions", help="user-space instructions per operation, under callgrind")
+    common(p)
+    p.add_argument("--proxy", required=True, choices=sorted(PROXIES))
+    p.add_argument("--scenario", default="calls", choices=["calls", "register"])
+    p.add_argument("--rates", default="10 30",
+                   help="the two rates, operations per second (valgrind is slow)")
+    p.add_argument("--seconds", type=int, default=10, help="length of each run")
+    p.add_argument("--out", help="append the result (JSON) to this file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_instructions)
 
     p = sub.add_parser("report", help="tables and results JSON from a campaign directory")
     p.add_argument("dir", nargs="+", help="campaign directories (their runs are pooled)")
