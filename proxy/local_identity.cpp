@@ -8,15 +8,17 @@
 
 namespace sb::proxy {
 
-std::string LocalListener::hostport(bool reply) const {
-  std::string s;
-  bool v6 = host.find(':') != std::string::npos;
-  if (v6) s += '[';
-  s += host;
-  if (v6) s += ']';
-  s += ':';
-  s += std::to_string(reply && reply_port ? reply_port : port);
-  return s;
+void LocalListener::append_hostport(std::string& out, bool reply) const {
+  const bool v6 = host.find(':') != std::string::npos;
+  if (v6) out += '[';
+  out += host;
+  if (v6) out += ']';
+  out += ':';
+  char digits[5];
+  size_t n = sizeof digits;
+  for (unsigned p = reply && reply_port ? reply_port : port; n == sizeof digits || p; p /= 10)
+    digits[--n] = static_cast<char>('0' + p % 10);
+  out.append(digits + n, sizeof digits - n);
 }
 
 namespace {

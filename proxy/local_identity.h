@@ -27,9 +27,9 @@ struct LocalListener {
   // every worker's: all of them are us.
   uint16_t reply_port = 0;
   std::vector<uint16_t> reply_ports;
-  // "127.0.0.1:5060" / "[::1]:5060" for Via sent-by and Record-Route; with `reply`, the
-  // reply port when there is one.
-  std::string hostport(bool reply = false) const;
+  // Appends "127.0.0.1:5060" / "[::1]:5060" (Via sent-by, Record-Route) to `out`; with
+  // `reply`, the reply port when there is one.
+  void append_hostport(std::string& out, bool reply = false) const;
 };
 
 class LocalIdentity {

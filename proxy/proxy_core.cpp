@@ -128,10 +128,12 @@ std::string ProxyCore::local_tag(uint64_t unique) const {
 
 std::string ProxyCore::make_via(size_t listener, std::string_view branch, bool reply) const {
   const LocalListener& l = identity_.listeners()[listener];
-  std::string v = "SIP/2.0/";
+  std::string v;
+  v.reserve(64 + branch.size());
+  v += "SIP/2.0/";
   v += core::protocol_name(l.protocol);
   v += ' ';
-  v += l.hostport(reply);
+  l.append_hostport(v, reply);
   v += ";branch=";
   v += branch;
   return v;
@@ -139,7 +141,8 @@ std::string ProxyCore::make_via(size_t listener, std::string_view branch, bool r
 
 std::string ProxyCore::record_route_value(size_t listener) const {
   const LocalListener& l = identity_.listeners()[listener];
-  std::string v = "<sip:" + l.hostport();
+  std::string v = "<sip:";
+  l.append_hostport(v);
   if (l.protocol != core::Protocol::Udp) {
     v += ";transport=";
     std::string_view p = core::protocol_name(l.protocol);

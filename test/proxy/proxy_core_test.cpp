@@ -1465,6 +1465,27 @@ TEST_CASE("local identity: who is us (§16.4, §16.3 step 4)") {
   CHECK_FALSE(id.outgoing(core::Protocol::Tcp, AF_INET).has_value());
 }
 
+TEST_CASE("local listener: host:port as Via sent-by and Record-Route write it") {
+  auto hp = [](const LocalListener& l, bool reply = false) {
+    std::string s = "x";  // appended to what is there
+    l.append_hostport(s, reply);
+    return s;
+  };
+  LocalListener l;
+  l.host = "proxy.example.com";
+  l.port = 5060;
+  CHECK(hp(l) == "xproxy.example.com:5060");
+  CHECK(hp(l, true) == "xproxy.example.com:5060");  // no reply port: the listener's
+  l.reply_port = 40123;
+  CHECK(hp(l) == "xproxy.example.com:5060");
+  CHECK(hp(l, true) == "xproxy.example.com:40123");
+  l.host = "2001:db8::1";
+  l.port = 65535;
+  CHECK(hp(l) == "x[2001:db8::1]:65535");
+  l.port = 7;
+  CHECK(hp(l) == "x[2001:db8::1]:7");
+}
+
 TEST_CASE("proxy core: an ACK whose next hop resolves later is forwarded from a copy") {
   ProxyFixture f;
   f.resolver.async = true;
