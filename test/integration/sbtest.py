@@ -20,9 +20,11 @@ SOURCE_DIR = os.environ.get("SB_SOURCE_DIR", os.getcwd())
 
 
 def free_port(hosts=("127.0.0.1",)):
-    """A port free for both UDP and TCP on every host given."""
+    """A port free for both UDP and TCP on every host given. Below the kernel's ephemeral range
+    (32768-60999 by default), which every socket bound to port 0 draws from, so that no
+    client socket of a test running alongside takes it before our process binds it."""
     for _ in range(200):
-        port = random.randint(20000, 60000)
+        port = random.randint(20000, 32000)
         ok = True
         socks = []
         try:
@@ -73,13 +75,36 @@ class Proxy:
         write_atomic(self.config_path, json.dumps(self.config, indent=2))
 
     def start(self, wait_for_listeners=True):
-        self.write_config()
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BINARY, "run", "-c", self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        if wait_for_listeners:
+        for _ in range(3):
+            self.write_config()
+            self.log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([BINARY, "run", "-c", self.config_path],
+                                         stdout=self.log, stderr=subprocess.STDOUT)
+            if not wait_for_listeners:
+                return self
             self.wait_ready()
-        return self
+            if self.admin_listening():
+                return self
+            # Something else bound the admin port between free_port() and our bind: the proxy
+            # runs without its admin API then (its log says "admin: ..."). Again on another.
+            self.stop()
+            self.config["admin"]["port"] = free_port()
+        raise RuntimeError("the admin API did not come up:\n" + self.read_log())
+
+    def admin_listening(self, timeout=2.0):
+        """True when the admin API accepts connections (or none is configured)."""
+        a = self.config.get("admin") or {}
+        if not a.get("port") or a.get("enabled") is False:
+            return True
+        deadline = time.time() + timeout
+        while True:
+            try:
+                socket.create_connection((a.get("address", "127.0.0.1"), a["port"]), timeout=0.5).close()
+                return True
+            except OSError:
+                if time.time() >= deadline:
+                    return False
+                time.sleep(0.05)
 
     def wait_ready(self, timeout=10.0):
         """Ready when an OPTIONS over UDP to 127.0.0.1 gets any answer."""

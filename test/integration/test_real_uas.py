@@ -38,7 +38,7 @@ WAIT = 15.0  # seconds for any one UA state change; they take well under one her
 def free_port_pair():
     """A port p with p and p + 1 free (UDP and TCP): baresip also listens on sip_listen + 1."""
     for _ in range(50):
-        port = free_port()  # at most 60000
+        port = free_port()  # at most 32000
         if free_port_at(port + 1):
             return port
     raise RuntimeError("no free port pair")
