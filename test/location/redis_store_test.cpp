@@ -131,6 +131,16 @@ struct RedisServer {
     if (r) freeReplyObject(r);
     return out;
   }
+  // How many connections Redis has subscribed to `channel` (PUBSUB NUMSUB).
+  long long subscribers(const std::string& channel) {
+    redisReply* r = command("PUBSUB NUMSUB %s", channel.c_str());
+    long long v = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                          r->element[1]->type == REDIS_REPLY_INTEGER
+                      ? r->element[1]->integer
+                      : -1;
+    if (r) freeReplyObject(r);
+    return v;
+  }
   long long integer(const char* fmt, const std::string& arg) {
     redisReply* r = command(fmt, arg.c_str());
     long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -999;
@@ -438,6 +448,9 @@ TEST_CASE("an expiry removes the stored binding only when nobody refreshed it") 
   LocationService a(clock, manual(), store_for(redis, "a"));
   REQUIRE(a.start());
   REQUIRE(eventually([&] { return !a.store_stats().degraded; }));
+  // Connected is not yet subscribed: a change published before Redis has the SUBSCRIBE never
+  // comes back (the re-read on subscribing does not count as a refresh).
+  REQUIRE(eventually([&] { return redis.subscribers("sb:changes") >= 1; }));
   BindingChange c = contact("sip:dan@127.0.0.1:5090", 30);
   REQUIRE(a.update("sip:dan@example.com", request("d", 1), {&c, 1}));
   // a re-reads its own change once published; after that nothing else re-reads dan.
