@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "core/text.h"
 
@@ -14,11 +15,9 @@ void LocalListener::append_hostport(std::string& out, bool reply) const {
   out += host;
   if (v6) out += ']';
   out += ':';
-  char digits[5];
-  size_t n = sizeof digits;
-  for (unsigned p = reply && reply_port ? reply_port : port; n == sizeof digits || p; p /= 10)
-    digits[--n] = static_cast<char>('0' + p % 10);
-  out.append(digits + n, sizeof digits - n);
+  char digits[8];
+  auto r = std::to_chars(digits, digits + sizeof digits, reply && reply_port ? reply_port : port);
+  out.append(digits, r.ptr);
 }
 
 namespace {
