@@ -147,7 +147,7 @@ int location_lookup(lua_State* L) {
         policy->resume(id, [ok](lua_State* T) -> int {
           GenerationState* tg = gen_of(T);
           RequestContext* rc = tg->running;  // the resumed request
-          core::Uri uri;  // parsed before the wait; the text is the request's own copy
+          core::Uri uri;  // checked before the wait; parsed again from the request's copy
           if (ok && tg->services && core::parse_uri(rc->wait_uri, uri).ok()) {
             push_contacts(T, tg, rc, tg->services->lookup(uri));
             return 1;

@@ -194,8 +194,8 @@ bool read_source(lua_State* L, int t, proxy::Target& target, Fault& f) {
 bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, Fault& f) {
   idx = lua_absindex(L, idx);
   int type = lua_type(L, idx);
-  bool is_uri = type == LUA_TUSERDATA && test_uri(L, idx);
-  if (type != LUA_TSTRING && type != LUA_TTABLE && !is_uri) {
+  const core::Uri* parsed = type == LUA_TUSERDATA ? test_uri(L, idx) : nullptr;  // a uri value
+  if (type != LUA_TSTRING && type != LUA_TTABLE && !parsed) {
     f.fail(true, "bad target: a URI string, a uri or a contact table expected, got %s",
            luaL_typename(L, idx));
     return false;
@@ -217,7 +217,6 @@ bool read_target(lua_State* L, int idx, RequestContext* ctx, proxy::Target& t, F
   }
   // A uri value, or a binding's own contact unchanged, was parsed when it was made;
   // any other text is checked here.
-  const core::Uri* parsed = is_uri ? test_uri(L, idx) : nullptr;
   const bool checked = (parsed && parsed->is_sip()) || (binding && binding->uri == uri);
   if (!checked && !check_target_uri(uri, "target URI", f)) return false;
   if (type != LUA_TTABLE) {
