@@ -299,6 +299,30 @@ TEST_CASE("relay: tables built by the script, and lists of mixed targets") {
   CHECK(d.targets[2].uri == "sip:bob@example.com");
 }
 
+TEST_CASE("relay: a contact whose uri the script changed is checked again") {
+  // A binding's own contact is not parsed again on relay; a changed one must be.
+  Harness h = Harness::text(on_request(R"lua(
+  local c = location.lookup(req.uri)
+  eq(#c, 1)
+  c[1].uri = "sip:"
+  local ok, err = req:relay(c)
+  eq(ok, nil)
+  assert(err:find("bad target URI"), err)
+  c[1].uri = "tel:+49301234"
+  ok, err = req:relay(c)
+  eq(ok, nil)
+  assert(err:find("not a sip"), err)
+  c[1].uri = "sip:bob@192.0.2.51"
+  return req:relay(c)
+)lua"));
+  h.services.bind("sip:bob@example.com", target("sip:bob@192.0.2.50", 500));
+  FakeRequest r(invite());
+  Decision d = h.request(r);
+  REQUIRE_MESSAGE(d.targets.size() == 1, h.policy.last_error());
+  CHECK(d.targets[0].uri == "sip:bob@192.0.2.51");
+  CHECK(d.targets[0].q1000 == 500);  // the rest of the binding is kept
+}
+
 TEST_CASE("relay: faults") {
   Harness h = Harness::text(on_request(R"lua(
   local ok, err = req:relay("sip:")
