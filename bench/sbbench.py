@@ -541,7 +541,12 @@ def run_one(args):
         raise SetupError("sipp not found (apt-get install sip-tester)")
     base = args.port_base
     ports = {"proxy": base, "uac": base + 1, "reg": base + 2, "uas": base + 10}
-    busy = udp_ports_bound() & set(ports.values())
+    n_uac = max(1, getattr(args, "uacs", 1) or 1)
+    if n_uac > 1 and scen != "calls":
+        raise SetupError("--uacs is for the calls scenario")
+    # UAC k > 0 (--uacs): port base + 20 + k, its own statistics file uac<k>.csv
+    uac_ports = [ports["uac"]] + [base + 20 + k for k in range(1, n_uac)]
+    busy = udp_ports_bound() & (set(ports.values()) | set(uac_ports))
     if busy:
         raise SetupError(f"udp ports {sorted(busy)} already in use (not ours): refusing to run")
     steady = args.windows > 0
@@ -553,7 +558,7 @@ def run_one(args):
     recv_s = (args.recv_timeout + 999) // 1000
     uac_bound = secs + hold_s + recv_s + 30
     res = {"proxy": name, "scenario": scen, "rate": rate, "seconds": secs, "target": target,
-           "mode": "steady" if steady else "burst", "warmup_s": warmup, "window_s": args.seconds,
+           "mode": "steady" if steady else "burst", "warmup_s": warmup, "window_s": args.seconds, "uacs": n_uac,
            "label": args.label, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "load1_before": loadavg()}
     proxy = uas = cap = perf = counter = None
     probes = []
@@ -583,7 +588,7 @@ def run_one(args):
                 raise SetupError(f"pre-registration: {last.get('SuccessfulCall(C)')}/{args.users} callees "
                                  f"registered (see {work}/prereg.out)")
             uac_cmd = ["sipp", f"{HOST}:{ports['proxy']}", "-sf", SIPP_DIR / "call-uac.xml", "-inf",
-                       work / "callees.csv", "-p", ports["uac"], *common, "-d", args.hold_ms,
+                       work / "callees.csv", "-p", "PORT", *common, "-d", args.hold_ms,
                        "-pause_msg_ign", "-l", rate * (hold_s + recv_s + 2) + 1000]
         else:
             write_users(work / "registrants.csv", (f"reg{i}" for i in range(target)))
@@ -591,8 +596,16 @@ def run_one(args):
                        work / "registrants.csv", "-p", ports["reg"], *common, "-key", "contact_host", HOST,
                        "-key", "contact_port", ports["uas"], "-default_behaviors", "all,-bye",
                        "-l", rate * (recv_s + 2) + 1000]
-        uac_cmd += ["-m", target, "-r", rate, "-rp", 1000, "-recv_timeout", args.recv_timeout,
-                    "-timeout", uac_bound, "-stf", work / "uac.csv"]
+        # The rate and the calls split over the UACs (several SIPp processes, when one SIPp
+        # cannot create calls fast enough); each has its own port and statistics file.
+        uacs = []
+        for k in range(n_uac):
+            rate_k = rate // n_uac + (1 if k < rate % n_uac else 0)
+            tag = "uac" if k == 0 else f"uac{k}"
+            cmd = [uac_ports[k] if c == "PORT" else c for c in uac_cmd]
+            cmd += ["-m", rate_k * secs, "-r", rate_k, "-rp", 1000, "-recv_timeout", args.recv_timeout,
+                    "-timeout", uac_bound, "-stf", work / f"{tag}.csv"]
+            uacs.append({"cmd": cmd, "tag": tag, "target": rate_k * secs, "proc": None})
 
         # idle sample
         i0 = cpu_snapshot(proxy.pid)
@@ -645,19 +658,21 @@ def run_one(args):
             perf = spawn(["perf", "record", "-F", str(args.perf_freq), "--call-graph", "dwarf,16384",
                           "-p", ",".join(map(str, tree_pids(proxy.pid))), "-o", args.perf], work / "perf.out")
             time.sleep(1.0)
-        (work / "uac.cmd").write_text(" ".join(str(c) for c in uac_cmd) + "\n")
+        (work / "uac.cmd").write_text("".join(" ".join(str(c) for c in u["cmd"]) + "\n" for u in uacs))
         t0 = time.time()
-        uac = spawn(uac_cmd, work / "uac.out")
+        for u in uacs:
+            u["proc"] = spawn(u["cmd"], work / f"{u['tag']}.out")
+        uacs_done = lambda: all(u["proc"].poll() is not None for u in uacs)
         if steady:
             bounds = [t0 + warmup + k * args.seconds for k in range(args.windows + 1)]
             for k, edge in enumerate(bounds):
                 if k == 0 and args.latency:
-                    while time.time() < edge - 1.5 and uac.poll() is None:
+                    while time.time() < edge - 1.5 and not uacs_done():
                         time.sleep(0.05)
                     cap = start_capture()
-                while time.time() < edge and uac.poll() is None:
+                while time.time() < edge and not uacs_done():
                     time.sleep(0.02)
-                if uac.poll() is not None:
+                if uacs_done():
                     break
                 edges.append(snap())
                 if k == 0:
@@ -674,7 +689,10 @@ def run_one(args):
             if counter:
                 stop(counter, sig=signal.SIGINT, grace=10)
                 counter = None
-        uac_rc, uac_cpu = wait_rusage(uac, uac_bound + 10)
+        uac_rc, uac_cpu = 0, 0.0
+        for u in uacs:
+            rc, c = wait_rusage(u["proc"], uac_bound + 10)
+            uac_rc, uac_cpu = uac_rc or rc, uac_cpu + c
         t1 = time.time()
         if perf:
             stop(perf, sig=signal.SIGINT, grace=120)
@@ -695,18 +713,26 @@ def run_one(args):
             stop(uas)
             uas = None
 
-        last, rows = sipp_csv_last(work / "uac.csv")
-        if not last:
-            raise SetupError(f"no SIPp statistics (rc {uac_rc}); see {work}/uac.out")
-        g = lambda k: int(num(last.get(k)))
+        for u in uacs:
+            u["last"], u["rows"] = sipp_csv_last(work / f"{u['tag']}.csv")
+            if not u["last"]:
+                raise SetupError(f"no SIPp statistics (rc {uac_rc}); see {work}/{u['tag']}.out")
+        g = lambda k: sum(int(num(u["last"].get(k))) for u in uacs)
         ok, failed = g("SuccessfulCall(C)"), g("FailedCall(C)")
         timeouts = g("FailedTimeoutOnRecv(C)") + g("FailedMaxUDPRetrans(C)")
-        cs = creation_seconds(rows, target)
-        achieved = target / cs if cs else (g("TotalCallCreated") / (t1 - t0) if t1 > t0 else 0)
+        achieved = 0.0
+        for u in uacs:
+            cs = creation_seconds(u["rows"], u["target"])
+            created = int(num(u["last"].get("TotalCallCreated")))
+            achieved += u["target"] / cs if cs else (created / (t1 - t0) if t1 > t0 else 0)
+
+        def created_all(when):
+            c = [created_at(u["rows"], when) for u in uacs]
+            return None if None in c else sum(c)
         windows = []
         for a, b in zip(edges, edges[1:]):
             if steady:
-                ca, cb = created_at(rows, a["t"]), created_at(rows, b["t"])
+                ca, cb = created_all(a["t"]), created_all(b["t"])
                 ops = (cb - ca) if (ca is not None and cb is not None) else rate * (b["t"] - a["t"])
             else:
                 ops = ok
@@ -738,7 +764,7 @@ def run_one(args):
             "watchdog_major": g("WatchdogMajor(C)"),
             "uas_retrans": int(num(uas_last.get("Retransmissions(C)"))) if uas_last else None,
             "uas_failed": int(num(uas_last.get("FailedCall(C)"))) if uas_last else None,
-            "achieved_rate": round(achieved, 1), "sipp_resp_ms": sipp_ms(last.get("ResponseTime1(C)")),
+            "achieved_rate": round(achieved, 1), "sipp_resp_ms": sipp_ms(uacs[0]["last"].get("ResponseTime1(C)")),
             "windows": windows,
             "cpu_us_per_op": round(statistics.median(per_op), 1) if per_op else None,
             "cpu_s": round(sum(w["cpu_s"] for w in windows), 2),
@@ -867,7 +893,7 @@ class RateSearch:
                "steps_detail": [dict({k: x.get(k) for k in ("rate", "verdict", "why", "ok", "failed", "timeouts",
                                                              "retrans", "cpu_us_per_op", "sipp_uac_cpu_s",
                                                              "sipp_uas_cpu_s", "others_cpu_s", "load1_before",
-                                                             "achieved_rate")},
+                                                             "achieved_rate", "uacs")},
                                      others_cores=others_cores(x)) for x in self.steps]}
         if not self.first_fail:
             out["note"] = "every rate tried passed"
@@ -1178,7 +1204,8 @@ PLANS = {
              "extra_runs": [("switchboard-mem", "register", 2000), ("switchboard-mem", "register", 4000),
                             ("switchboard-w1", "calls", 1000), ("switchboard-tx", "calls", 1000)],
              "maxrate_proxies": ["switchboard", "kamailio", "kamailio-lua"],
-             "maxrate_rates": "1000 2000 3000 4000 5000 6000 7000 8000",
+             # two SIPp UACs: one creates at most about 9000 calls/s on these cores
+             "maxrate_rates": "2000 4000 6000 7000 8000 10000 12000 14000", "maxrate_uacs": 2,
              "maxrate_seconds": 10, "maxrate_retries": 1, "maxrate_bisect": 1,
              "memory": True, "memory_plain": True, "handoff_count": True},
 }
@@ -1242,8 +1269,10 @@ def cmd_campaign(args):
             log(f"hand-off count: {e}")
     if plan["maxrate_proxies"]:
         a = run_args(args, rates=plan["maxrate_rates"], seconds=plan["maxrate_seconds"],
-                     retries=plan["maxrate_retries"], bisect=plan["maxrate_bisect"], out=None)
-        log(f"max rate, interleaved: {' '.join(plan['maxrate_proxies'])} at {plan['maxrate_rates']}")
+                     retries=plan["maxrate_retries"], bisect=plan["maxrate_bisect"], out=None,
+                     uacs=plan.get("maxrate_uacs", 1))
+        log(f"max rate, interleaved: {' '.join(plan['maxrate_proxies'])} at {plan['maxrate_rates']}, "
+            f"{a.uacs} SIPp UAC(s)")
         try:
             for p, s in max_rate_search(a, plan["maxrate_proxies"]).items():
                 append_jsonl(runs, s)
@@ -1468,7 +1497,9 @@ def render(rep):
         lines.append("")
     mr = rep.get("max_rate") or {}
     if mr:
-        lines.append("## max sustainable call rate (failed + timeouts <= 0.1 %, SIPp on the same cores)")
+        uacs = sorted({x.get("uacs") or 1 for s in mr.values() if isinstance(s, dict) for x in (s.get("steps") or [])})
+        lines.append("## max sustainable call rate (failed + timeouts <= 0.1 %, SIPp on the same cores, "
+                     f"{'/'.join(map(str, uacs)) or 1} SIPp UAC(s))")
         lines.append("")
         lines.append("| proxy | max rate/s (median) | each campaign: max / first failing | steps (rate: verdict, "
                      "µs CPU/call, SIPp CPU s, load average) |")
@@ -1544,6 +1575,9 @@ def main():
         p.add_argument("--warmup", type=float, default=None,
                        help="steady mode warm-up, s (default: the proxy's transaction horizon)")
         p.add_argument("--sipp-buf", type=int, default=4 * 1024 * 1024, help="SIPp -buff_size (0: default)")
+        p.add_argument("--uacs", type=int, default=1,
+                       help="calls: SIPp UAC processes sharing the rate (one SIPp creates at most "
+                            "about 9000 calls/s here)")
         p.add_argument("--kam-bin", help="kamailio binary (default: kamailio on the PATH)")
         p.add_argument("--kam-shm", type=int, default=2048,
                        help="Kamailio shared memory, MB (256 runs out near 1750 calls/s: tm's build_cell fails)")
