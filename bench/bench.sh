@@ -37,11 +37,13 @@ if [[ ! -f $BUILD/CMakeCache.txt ]]; then
 	cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS=-g"
 fi
 targets=(switchboard)
-if cmake --build "$BUILD" --target help 2>/dev/null | grep -qE '(^|\.\.\. )bench_memory'; then
-	targets+=(bench_memory)
-else
-	echo "bench: no bench_memory target (add_subdirectory(bench/memory) in CMakeLists.txt): memory benchmark skipped"
-fi
+for t in bench_memory udp_pingpong; do
+	if cmake --build "$BUILD" --target help 2>/dev/null | grep -qE "(^|\.\.\. )$t"; then
+		targets+=("$t")
+	else
+		echo "bench: no $t target (SB_BENCH off in $BUILD?): skipped"
+	fi
+done
 cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}"
 
 exec python3 "$ROOT/bench/sbbench.py" campaign --mode "$MODE" --sb-bin "$BUILD/app/switchboard" "$@"

@@ -961,6 +961,26 @@ def memory_bench(args):
     return out
 
 
+def wakeup_bench(args):
+    """bench/wakeup/udp_pingpong: CPU per UDP round trip on loopback, both processes on one
+    CPU, on two, placed by the scheduler. The machine's price of a cross-CPU wake-up, which
+    every proxy pays per datagram from a peer on another CPU."""
+    b = Path(args.sb_bin).parent.parent / "bench" / "wakeup" / "udp_pingpong" if args.sb_bin else \
+        ROOT / "build-bench" / "bench" / "wakeup" / "udp_pingpong"
+    if not b.exists():
+        return {"scenario": "wakeup", "error": f"{b} not built"}
+    p = subprocess.run([str(b), "100000"], capture_output=True, text=True, timeout=300)
+    out = {"scenario": "wakeup", "round_trips": 100000, "output": p.stdout.splitlines()}
+    for line in p.stdout.splitlines():
+        m = re.match(r"(.+?)\s+wall\s+([\d.]+) us, CPU\s+([\d.]+) us \(sender\) \+\s+([\d.]+) us", line)
+        if m:
+            out[m.group(1).strip()] = {"wall_us": float(m.group(2)), "cpu_us_sender": float(m.group(3)),
+                                       "cpu_us_echo": float(m.group(4))}
+    if p.returncode != 0:
+        out["error"] = (p.stderr.strip() or f"exit {p.returncode}")
+    return out
+
+
 def cmd_memory(args):
     m = memory_bench(args)
     append_jsonl(args.out, m)
@@ -1194,7 +1214,7 @@ PLANS = {
               "extra_runs": [],
               "maxrate_proxies": ["switchboard", "kamailio"], "maxrate_rates": "1500 3000",
               "maxrate_seconds": 5, "maxrate_retries": 0, "maxrate_bisect": 0,
-              "memory": True, "memory_plain": False},
+              "memory": True, "memory_plain": False, "wakeup": True},
     # make bench: steady state, two measured windows per run after a warm-up as long as the
     # proxy's transaction horizon (under 30 minutes)
     "full": {"windows": 2, "call_rates": [500, 1000], "call_seconds": 15, "reg_rates": [1000, 2000, 4000],
@@ -1207,7 +1227,7 @@ PLANS = {
              # two SIPp UACs: one creates at most about 9000 calls/s on these cores
              "maxrate_rates": "2000 4000 6000 7000 8000 10000 12000 14000", "maxrate_uacs": 2,
              "maxrate_seconds": 10, "maxrate_retries": 1, "maxrate_bisect": 1,
-             "memory": True, "memory_plain": True, "handoff_count": True},
+             "memory": True, "memory_plain": True, "handoff_count": True, "wakeup": True},
 }
 
 
@@ -1279,6 +1299,9 @@ def cmd_campaign(args):
                 log(f"max rate {p}: {s.get('max_rate')} (first failing {s.get('first_fail') or 'none'})")
         except SetupError as e:
             log(f"max rate: {e}")
+    if plan.get("wakeup"):
+        log("wake-up cost (udp_pingpong)")
+        append_jsonl(runs, wakeup_bench(args))
     if plan["memory"]:
         log("memory benchmark")
         m = memory_bench(run_args(args, memory_plain=plan.get("memory_plain", False)))
@@ -1383,6 +1406,7 @@ def build_report(outs):
         if r.get("scenario") == "maxrate":
             maxrates.setdefault(r["proxy"], []).append(r)
     memory = next((r for r in runs if r.get("scenario") == "memory"), None)
+    wakeup = next((r for r in runs if r.get("scenario") == "wakeup"), None)
 
     def find(scen, rate, proxy):
         return next((x for x in rows if x["scenario"] == scen and x["rate"] == rate and x["proxy"] == proxy), None)
@@ -1414,7 +1438,7 @@ def build_report(outs):
             handoff["tx_extra_us_per_call"] = round(extra, 1)
             handoff["us_per_handoff"] = round(extra / handoff["per_op"], 1)
     return {"meta": meta, "rows": rows, "ratios": ratios, "max_rate": mr, "memory": memory, "goals": goals,
-            "handoffs": handoff,
+            "handoffs": handoff, "wakeup": wakeup,
             "raw_runs": [str(o / "runs.jsonl") for o in outs]}
 
 
@@ -1526,6 +1550,15 @@ def render(rep):
         if "tx_extra_us_per_call" in ho:
             lines.append(f"- CPU per call, dispatch \"transaction\" minus \"source\": {ho['tx_extra_us_per_call']} µs, "
                          f"i.e. {ho['us_per_handoff']} µs per hand-off")
+        lines.append("")
+    wk = rep.get("wakeup")
+    if wk:
+        lines.append("## the machine's wake-up cost (bench/wakeup/udp_pingpong, 500-byte UDP round trips)")
+        lines.append("")
+        for l in wk.get("output", []):
+            lines.append(f"    {l}")
+        if wk.get("error"):
+            lines.append(f"    {wk['error']}")
         lines.append("")
     mem = rep.get("memory")
     if mem:
