@@ -335,20 +335,16 @@ void SipWorker::on_message(transport::Worker&, transport::Inbound& in) {
 
 void SipWorker::rearm() {
   if (stopping_) return;
-  int64_t next = std::min(layer_->next_deadline(), core_->next_deadline());
-  if (next == proxy::TransactionLayer::kNoDeadline) {
-    if (armed_ >= 0) uv_timer_stop(&timer_);
-    armed_ = -1;
-    return;
-  }
+  static_assert(proxy::TransactionLayer::kNoDeadline == INT64_MAX, "plan_timer's kNever");
   // Wake at the next multiple of the slack: the timers due within one slack fire in one
   // wake-up instead of one each (at 1000 calls/s the stale timers of finished transactions
   // fall due in nearly every millisecond).
-  next = timer_wake_ms(next, slack_ms_);
-  if (armed_ == next) return;
-  int64_t delay = std::max<int64_t>(0, next - clock_.now_ms());
-  uv_timer_start(&timer_, on_uv_timer, static_cast<uint64_t>(delay), 0);
-  armed_ = next;
+  const TimerArm plan = plan_timer(std::min(layer_->next_deadline(), core_->next_deadline()), armed_,
+                                   clock_.now_ms(), slack_ms_);
+  if (plan.action == TimerArm::Stop) uv_timer_stop(&timer_);
+  if (plan.action == TimerArm::Start)
+    uv_timer_start(&timer_, on_uv_timer, static_cast<uint64_t>(plan.delay_ms), 0);
+  armed_ = plan.at_ms;
 }
 
 void SipWorker::on_uv_timer(uv_timer_t* t) {

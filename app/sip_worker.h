@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -132,6 +133,22 @@ inline int64_t timer_slack_ms(int64_t t1_ms) { return t1_ms >= 500 ? 10 : t1_ms 
 // The time to wake for a deadline: the first multiple of `slack` at or after it.
 inline int64_t timer_wake_ms(int64_t deadline_ms, int64_t slack_ms) {
   return (deadline_ms + slack_ms - 1) / slack_ms * slack_ms;
+}
+
+// What the worker does with its one uv timer once the transactions' next deadline is known
+// (SipWorker::rearm): leave it, stop it, or start it to fire at `at_ms`, `delay_ms` from now.
+struct TimerArm {
+  enum Action { Keep, Stop, Start } action = Keep;
+  int64_t at_ms = -1;   // the wake-up time the timer is armed for afterwards (-1: none)
+  int64_t delay_ms = 0;
+};
+// `next_deadline` is kNever (INT64_MAX) when no timer is pending; `armed_at` is the wake-up
+// time the timer is armed for now (-1: not armed).
+inline TimerArm plan_timer(int64_t next_deadline, int64_t armed_at, int64_t now_ms, int64_t slack_ms) {
+  if (next_deadline == INT64_MAX) return {armed_at >= 0 ? TimerArm::Stop : TimerArm::Keep, -1, 0};
+  const int64_t at = timer_wake_ms(next_deadline, slack_ms);
+  if (at == armed_at) return {TimerArm::Keep, at, 0};
+  return {TimerArm::Start, at, at > now_ms ? at - now_ms : 0};
 }
 
 }  // namespace sb::app

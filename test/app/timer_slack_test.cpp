@@ -34,3 +34,32 @@ TEST_CASE("timer_wake_ms: the first multiple of the slack at or after the deadli
     }
   }
 }
+
+TEST_CASE("plan_timer: the worker's timer is armed for the slack's multiple, once per window") {
+  constexpr int64_t kNever = INT64_MAX;
+  // Nothing pending: an armed timer is stopped, an idle one left alone.
+  CHECK(plan_timer(kNever, 1010, 1000, 10).action == TimerArm::Stop);
+  CHECK(plan_timer(kNever, 1010, 1000, 10).at_ms == -1);
+  CHECK(plan_timer(kNever, -1, 1000, 10).action == TimerArm::Keep);
+
+  // A deadline: armed for the first multiple of the slack at or after it, not the deadline.
+  TimerArm a = plan_timer(1003, -1, 1000, 10);
+  CHECK(a.action == TimerArm::Start);
+  CHECK(a.at_ms == 1010);
+  CHECK(a.delay_ms == 10);
+
+  // Another deadline in the same window (the timers of the next transactions) changes
+  // nothing: no uv_timer_start per message.
+  for (int64_t d = 1001; d <= 1010; ++d) {
+    TimerArm k = plan_timer(d, 1010, 1000, 10);
+    CHECK(k.action == TimerArm::Keep);
+    CHECK(k.at_ms == 1010);
+  }
+  // An earlier window re-arms earlier; a deadline already past fires at once.
+  CHECK(plan_timer(999, 1010, 990, 10).at_ms == 1000);
+  TimerArm late = plan_timer(950, -1, 1000, 10);
+  CHECK(late.action == TimerArm::Start);
+  CHECK(late.delay_ms == 0);
+  // Slack 1 (short T1 in tests): exact.
+  CHECK(plan_timer(1003, -1, 1000, 1).at_ms == 1003);
+}
