@@ -27,17 +27,29 @@ class FnTask final : public Task {
   std::function<void(Worker&)> fn_;
 };
 
-// A message read by another worker, for its owner (DESIGN.md "Threading").
+// A message read by another worker, for its owner (DESIGN.md "Threading"). It carries the
+// reader's parse, rebased onto the task's copy of the bytes, so the owner does not parse
+// the message a second time.
 class HandOffTask final : public BytesTask<HandOffTask> {
  public:
   HandOffTask(const core::Peer& from, int listener, uint32_t received_by)
       : from_(from), listener_(listener), received_by_(received_by) {}
-  void run(UvWorker& w) override { w.receive_handed_off(bytes(), from_, listener_, received_by_); }
+  // On the reader's thread, while the views of `parsed` are still valid.
+  void adopt(const core::Message* parsed) {
+    if (!parsed) return;
+    msg_.rebase(*parsed, bytes());
+    parsed_ = true;
+  }
+  void run(UvWorker& w) override {
+    w.receive_handed_off(bytes(), from_, listener_, received_by_, parsed_ ? &msg_ : nullptr);
+  }
 
  private:
   core::Peer from_;
   int listener_;
   uint32_t received_by_;
+  bool parsed_ = false;
+  core::Message msg_;
 };
 
 // A send over a connection another worker owns.
@@ -425,9 +437,9 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
     return;
   }
   if (from.protocol == core::Protocol::Tls && msg_.is_request()) note_alias(from);
+  in.parsed = &msg_;
   uint32_t owner = owner_of(msg_, workers(), id_, limits().dispatch);
   if (owner == id_) {
-    in.parsed = &msg_;
     deliver(in);
     return;
   }
@@ -435,7 +447,13 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
 }
 
 bool UvWorker::hand_off(uint32_t worker, const Inbound& in) {
-  if (worker < workers() && group_.workers[worker]->push(HandOffTask::make(in.bytes, in.from, in.listener, in.received_by))) {
+  if (worker >= workers()) {
+    bump(c_.handoff_dropped);
+    return false;
+  }
+  auto task = HandOffTask::make(in.bytes, in.from, in.listener, in.received_by);
+  static_cast<HandOffTask&>(*task).adopt(in.parsed);
+  if (group_.workers[worker]->push(std::move(task))) {
     bump(c_.handoff_out);
     return true;
   }
@@ -464,15 +482,17 @@ void UvWorker::note_alias(const core::Peer& from) {
 }
 
 void UvWorker::receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
-                                  uint32_t received_by) {
+                                  uint32_t received_by, const core::Message* parsed) {
   bump(c_.handoff_in);
   Inbound in;
   in.bytes = bytes;
   in.from = from;
   in.listener = listener;
   in.received_by = received_by;
-  // It parsed on the receiving worker; parse again here, views cannot cross threads.
-  if (msg_.parse(bytes)) in.parsed = &msg_;
+  // The reader's parse came with it (views into the task's copy); a message handed off
+  // unparsed is parsed here.
+  in.parsed = parsed;
+  if (!in.parsed && msg_.parse(bytes)) in.parsed = &msg_;
   deliver(in);
 }
 

@@ -48,6 +48,7 @@ struct Seen {
   int status = 0;
   core::Peer from;
   std::string call_id;
+  bool views_in_bytes = false;  // the parsed message's views point into the delivered bytes
 };
 
 struct Recorder {
@@ -86,6 +87,10 @@ class Handler final : public transport::MessageHandler {
     if (in.parsed) {
       s.owner = transport::owner_of(*in.parsed, w.workers(), in.received_by);
       s.call_id = std::string(in.parsed->call_id());
+      const char* b = in.bytes.data();
+      auto inside = [&](std::string_view v) { return v.data() >= b && v.data() + v.size() <= b + in.bytes.size(); };
+      s.views_in_bytes = in.parsed->raw().data() == b && inside(in.parsed->call_id()) &&
+                         inside(in.parsed->top_via().branch) && inside(in.parsed->from().uri.host);
       if (in.parsed->is_request() && in.parsed->method_text() == "OPTIONS") {
         std::string resp = "SIP/2.0 200 OK\r\nVia: " + transport::stamped_via(in.parsed->top_via(), in.from) +
                            "\r\nCall-ID: " + s.call_id + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
@@ -693,6 +698,31 @@ TEST_CASE("workers: a send by address goes over the connection another worker ac
   CHECK(rig.group.worker(0).stats().connections_opened == 0);
   CHECK(rig.group.worker(1).stats().connections_opened == 0);
   CHECK(rig.rec.send_errors.empty());
+}
+
+TEST_CASE("workers: dispatch by transaction hands a message to its owner with its parse") {
+  // One source, many branches: about half the requests belong to the other worker. The
+  // reader's parse travels with the hand-off, rebased onto the copy the owner receives:
+  // its views point into the bytes delivered, never into the reader's buffer.
+  Rig rig;
+  transport::Limits limits;
+  limits.dispatch = transport::Dispatch::ByTransaction;
+  REQUIRE(rig.start({listener(core::Protocol::Udp)}, 2, limits).ok());
+  Fd udp(::socket(AF_INET, SOCK_DGRAM, 0));
+  constexpr int kCount = 32;
+  for (int i = 0; i < kCount; ++i)
+    send_udp(udp.fd, rig.endpoint(0), options("tx-" + std::to_string(i), "z9hG4bKtx" + std::to_string(i)));
+  REQUIRE(rig.rec.wait([&] { return rig.rec.seen.size() >= kCount; }));
+  std::lock_guard lock(rig.rec.m);
+  int handed = 0;
+  for (const Seen& s : rig.rec.seen) {
+    CHECK(s.parsed);
+    CHECK(s.views_in_bytes);
+    CHECK(s.bytes.find("Call-ID: " + s.call_id + "\r\n") != std::string::npos);
+    handed += s.worker != s.received_by;
+  }
+  CHECK(handed > 0);  // none at all: odds 1 in 2^32
+  CHECK(rig.group.stats().handoff_in == static_cast<uint64_t>(handed));
 }
 
 TEST_CASE("workers: with one worker nothing is handed off") {
