@@ -2,7 +2,7 @@
 """bench/sbbench.py: Switchboard and Kamailio under the same SIPp load, on loopback.
 
     sbbench.py run      --proxy P --scenario calls|register --rate R --seconds S [options]
-    sbbench.py maxrate  --proxy P [--rates "1000 1500 ..."] [--seconds S]
+    sbbench.py maxrate  --proxy P [--rates "1000 1500 ..."] [--seconds S] [--uacs N]
     sbbench.py memory   [--bindings N] [--transactions M]
     sbbench.py campaign --mode quick|full [--out DIR] [--proxies "..."]
     sbbench.py instructions --proxy P [--scenario calls|register]  (user space, callgrind)
