@@ -326,7 +326,7 @@ void SipWorker::on_message(transport::Worker&, transport::Inbound& in) {
   // Round the ring: the last worker before the reader handles it as unmatched (481).
   if (m->method() == core::Method::Cancel && worker_.workers() > 1 && !layer_->knows_cancel(*m)) {
     uint32_t next = (worker_.id() + 1) % worker_.workers();
-    in.parsed = m;  // travels with the hand-off: the next worker does not parse it again
+    in.parsed = m;  // a hand-off carries the parse (m may be our own parse of in.bytes)
     if (next != in.received_by && worker_.hand_off(next, in)) return;
   }
   count(*m);

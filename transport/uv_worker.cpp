@@ -35,20 +35,13 @@ class HandOffTask final : public BytesTask<HandOffTask> {
   HandOffTask(const core::Peer& from, int listener, uint32_t received_by)
       : from_(from), listener_(listener), received_by_(received_by) {}
   // On the reader's thread, while the views of `parsed` are still valid.
-  void adopt(const core::Message* parsed) {
-    if (!parsed) return;
-    msg_.rebase(*parsed, bytes());
-    parsed_ = true;
-  }
-  void run(UvWorker& w) override {
-    w.receive_handed_off(bytes(), from_, listener_, received_by_, parsed_ ? &msg_ : nullptr);
-  }
+  void adopt(const core::Message& parsed) { msg_.rebase(parsed, bytes()); }
+  void run(UvWorker& w) override { w.receive_handed_off(bytes(), from_, listener_, received_by_, msg_); }
 
  private:
   core::Peer from_;
   int listener_;
   uint32_t received_by_;
-  bool parsed_ = false;
   core::Message msg_;
 };
 
@@ -447,12 +440,16 @@ void UvWorker::receive(std::string_view bytes, const core::Peer& from, int liste
 }
 
 bool UvWorker::hand_off(uint32_t worker, const Inbound& in) {
+  // Only a parsed message changes workers (one that does not parse is answered where it
+  // was read); its parse goes with it.
+  assert(in.parsed);
+  if (!in.parsed) return false;
   if (worker >= workers()) {
     bump(c_.handoff_dropped);
     return false;
   }
   auto task = HandOffTask::make(in.bytes, in.from, in.listener, in.received_by);
-  static_cast<HandOffTask&>(*task).adopt(in.parsed);
+  static_cast<HandOffTask&>(*task).adopt(*in.parsed);
   if (group_.workers[worker]->push(std::move(task))) {
     bump(c_.handoff_out);
     return true;
@@ -482,17 +479,14 @@ void UvWorker::note_alias(const core::Peer& from) {
 }
 
 void UvWorker::receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
-                                  uint32_t received_by, const core::Message* parsed) {
+                                  uint32_t received_by, const core::Message& parsed) {
   bump(c_.handoff_in);
   Inbound in;
   in.bytes = bytes;
   in.from = from;
   in.listener = listener;
   in.received_by = received_by;
-  // The reader's parse came with it (views into the task's copy); a message handed off
-  // unparsed is parsed here.
-  in.parsed = parsed;
-  if (!in.parsed && msg_.parse(bytes)) in.parsed = &msg_;
+  in.parsed = &parsed;  // the reader's parse, its views rebased onto `bytes`
   deliver(in);
 }
 

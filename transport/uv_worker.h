@@ -158,9 +158,9 @@ class UvWorker final : public Worker {
   // send() on behalf of worker `origin` (origin == id() for our own sends).
   bool send_from(uint32_t origin, const core::Peer& to, std::string_view bytes, uint64_t cookie,
                  int via_listener, bool from_reply_port = false);
-  // `parsed`: the reader's parse, rebased onto `bytes` (nullptr: parse here).
+  // `parsed`: the reader's parse, rebased onto `bytes`.
   void receive_handed_off(std::string_view bytes, const core::Peer& from, int listener,
-                          uint32_t received_by, const core::Message* parsed);
+                          uint32_t received_by, const core::Message& parsed);
 
  private:
   // recvmmsg reads into 64 KiB slots (libuv's UV__UDP_DGRAM_MAXSIZE), up to 20 per call.

@@ -32,8 +32,8 @@ struct Inbound {
   // removed, still names the same protocol and address (that slot may be closed now).
   int listener = -1;
   // Set when the message parsed: the receiving worker parses it, and a hand-off carries that
-  // parse to the owner, rebased onto the hand-off's copy of the bytes. nullptr: parsing
-  // failed (the handler parses `bytes` itself to get the error and answers 400 when the Via
+  // parse to the owner, rebased onto the hand-off's copy of the bytes (an unparsed message
+  // is never handed off). nullptr: parsing failed (the handler parses `bytes` itself to get the error and answers 400 when the Via
   // is usable, DESIGN.md "Security") or framing failed (has_frame_error).
   const core::Message* parsed = nullptr;
   // Framing failed: 513 (too large) or 400 (bad Content-Length on a stream). `bytes` is what
@@ -137,8 +137,8 @@ class Worker {
   }
   // This worker's thread. Gives `in` (a message this worker read) to worker
   // `worker` as if that one had read it (Inbound::received_by stays), e.g. a CANCEL whose
-  // INVITE is not here; `in.parsed`, when set, goes with it. False when that worker's queue
-  // is full.
+  // INVITE is not here. `in.parsed` must be set: the parse goes with it. False when that
+  // worker's queue is full (or the message is not parsed).
   virtual bool hand_off(uint32_t worker, const Inbound& in) = 0;
   // Thread-safe: run `fn` on this worker's thread. False when its bounded queue is full
   // (counted in queue_full) or the worker is stopping.
