@@ -545,7 +545,7 @@ def run_one(args):
     if n_uac > 1 and scen != "calls":
         raise SetupError("--uacs is for the calls scenario")
     # UAC k > 0 (--uacs): port base + 20 + k, its own statistics file uac<k>.csv
-    uac_ports = [ports["uac"]] + [base + 20 + k for k in range(1, n_uac)]
+    uac_ports = [ports["uac" if scen == "calls" else "reg"]] + [base + 20 + k for k in range(1, n_uac)]
     busy = udp_ports_bound() & (set(ports.values()) | set(uac_ports))
     if busy:
         raise SetupError(f"udp ports {sorted(busy)} already in use (not ours): refusing to run")
@@ -588,12 +588,12 @@ def run_one(args):
                 raise SetupError(f"pre-registration: {last.get('SuccessfulCall(C)')}/{args.users} callees "
                                  f"registered (see {work}/prereg.out)")
             uac_cmd = ["sipp", f"{HOST}:{ports['proxy']}", "-sf", SIPP_DIR / "call-uac.xml", "-inf",
-                       work / "callees.csv", "-p", "PORT", *common, "-d", args.hold_ms,
+                       work / "callees.csv", *common, "-d", args.hold_ms,
                        "-pause_msg_ign", "-l", rate * (hold_s + recv_s + 2) + 1000]
         else:
             write_users(work / "registrants.csv", (f"reg{i}" for i in range(target)))
             uac_cmd = ["sipp", f"{HOST}:{ports['proxy']}", "-sf", SIPP_DIR / "register.xml", "-inf",
-                       work / "registrants.csv", "-p", ports["reg"], *common, "-key", "contact_host", HOST,
+                       work / "registrants.csv", *common, "-key", "contact_host", HOST,
                        "-key", "contact_port", ports["uas"], "-default_behaviors", "all,-bye",
                        "-l", rate * (recv_s + 2) + 1000]
         # The rate and the calls split over the UACs (several SIPp processes, when one SIPp
@@ -602,9 +602,8 @@ def run_one(args):
         for k in range(n_uac):
             rate_k = rate // n_uac + (1 if k < rate % n_uac else 0)
             tag = "uac" if k == 0 else f"uac{k}"
-            cmd = [uac_ports[k] if c == "PORT" else c for c in uac_cmd]
-            cmd += ["-m", rate_k * secs, "-r", rate_k, "-rp", 1000, "-recv_timeout", args.recv_timeout,
-                    "-timeout", uac_bound, "-stf", work / f"{tag}.csv"]
+            cmd = uac_cmd + ["-p", uac_ports[k], "-m", rate_k * secs, "-r", rate_k, "-rp", 1000,
+                             "-recv_timeout", args.recv_timeout, "-timeout", uac_bound, "-stf", work / f"{tag}.csv"]
             uacs.append({"cmd": cmd, "tag": tag, "target": rate_k * secs, "proc": None})
 
         # idle sample
