@@ -1,5 +1,6 @@
 #include "core/log.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,7 +39,14 @@ void json_escape(std::string& out, std::string_view s) {
 
 void set_level(Level l) { g_level.store(static_cast<int>(l), std::memory_order_relaxed); }
 void set_json(bool json) { g_json.store(json, std::memory_order_relaxed); }
-void set_thread_name(const char* name) { t_name = name; }
+void set_thread_name(const char* name) {
+  t_name = name;
+  // The kernel's name for the thread too (what top -H, ps -L and perf show), cut to the
+  // 15 characters it keeps.
+  char os_name[16];
+  std::snprintf(os_name, sizeof os_name, "%s", name);
+  pthread_setname_np(pthread_self(), os_name);
+}
 
 bool parse_level(std::string_view s, Level& out) {
   for (int i = 0; i < 5; ++i)

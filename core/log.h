@@ -15,7 +15,8 @@ inline bool enabled(Level l) { return static_cast<int>(l) >= g_level.load(std::m
 
 void set_level(Level l);
 void set_json(bool json);
-// Name of the calling thread in log lines ("main", "w0", "w1", ...).
+// Name of the calling thread in log lines ("main", "w0", "w1", ...), and its name in the
+// kernel (first 15 characters) for top -H, ps -L and perf. `name` must outlive the thread.
 void set_thread_name(const char* name);
 // Parse "debug" / "info" / "warn" / "error" / "off".
 bool parse_level(std::string_view s, Level& out);
