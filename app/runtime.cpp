@@ -248,6 +248,7 @@ int Runtime::run() {
 
   transport::Limits limits;
   limits.dispatch = cfg.dispatch == "transaction" ? transport::Dispatch::ByTransaction : transport::Dispatch::BySource;
+  limits.batch_scheduling = cfg.scheduling == "batch";
   limits.max_message_bytes = cfg.limits.max_message_bytes;
   limits.queue_capacity = cfg.limits.queue_capacity;
   limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;
@@ -354,6 +355,7 @@ void Runtime::start_reload() {
           l.port == next.listen[i].port && l.symmetric != next.listen[i].symmetric)
         errors.push_back("listen[" + std::to_string(i) + "].symmetric: changing it on a listener that stays needs a restart");
   if (next.dispatch != cur.dispatch) errors.push_back("dispatch: changing it needs a restart");
+  if (next.scheduling != cur.scheduling) errors.push_back("scheduling: changing it needs a restart");
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (next.limits.queue_capacity != cur.limits.queue_capacity)

@@ -9,8 +9,8 @@
     sbbench.py report   DIR            (tables + results JSON from DIR/runs.jsonl)
 
 Proxies: switchboard (SQLite location, 2 workers), switchboard-mem (memory location),
-switchboard-w1 (1 worker), switchboard-tx (dispatch "transaction"), kamailio (native config),
-kamailio-lua (KEMI Lua routing).
+switchboard-w1 (1 worker), switchboard-tx (dispatch "transaction"), switchboard-normal
+(scheduling "normal"), kamailio (native config), kamailio-lua (KEMI Lua routing).
 Every one does the same job: registrar, Record-Route, location lookup, stateful relay.
 
 One measurement ("run") starts the proxy, (calls) starts the SIPp UAS and registers the
@@ -50,6 +50,8 @@ PROXIES = {
     "switchboard-w1": {"kind": "sb", "backend": "sqlite", "workers": 1},
     # dispatch "transaction": requests spread over the workers by branch, handed to their owner
     "switchboard-tx": {"kind": "sb", "backend": "sqlite", "workers": 2, "dispatch": "transaction"},
+    # scheduling "normal": the workers as ordinary threads (SCHED_OTHER), not SCHED_BATCH
+    "switchboard-normal": {"kind": "sb", "backend": "sqlite", "workers": 2, "scheduling": "normal"},
     "kamailio": {"kind": "kam", "cfg": "kamailio-native.cfg", "workers": 2},
     "kamailio-lua": {"kind": "kam", "cfg": "kamailio-kemi.cfg", "workers": 2},
 }
@@ -394,6 +396,7 @@ def start_proxy(name, args, work, ports):
         cfg = json.loads((BENCH / "switchboard-bench.json").read_text())
         cfg["workers"] = spec["workers"]
         cfg["dispatch"] = spec.get("dispatch", "source")
+        cfg["scheduling"] = spec.get("scheduling", "batch")
         cfg["listen"] = [{"transport": "udp", "address": HOST, "port": port}]
         cfg["location"]["backend"] = spec["backend"]
         cfg["location"]["sqlite"]["path"] = str(work / "location.db")

@@ -824,6 +824,10 @@ void read_root(Checker& c, const Json& root, Draft& d) {
               [&](const Json& x, const std::string& p) {
                 if (auto s = c.choice(x, p, {"source", "transaction"})) cfg.dispatch = *s;
               }},
+             {"scheduling",
+              [&](const Json& x, const std::string& p) {
+                if (auto s = c.choice(x, p, {"batch", "normal"})) cfg.scheduling = *s;
+              }},
              {"listen", [&](const Json& x, const std::string& p) { read_listen(c, x, p, cfg); }},
              {"domains", [&](const Json& x, const std::string& p) { read_domains(c, x, p, cfg); }},
              {"timers", [&](const Json& x, const std::string& p) { read_timers(c, x, p, cfg.timers); }},

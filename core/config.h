@@ -158,6 +158,8 @@ struct Config {
   // Which worker a request belongs to: "source" (the one that read it) or "transaction"
   // (a hash of its branch; spreads one busy source over every worker). transport/owner.h.
   std::string dispatch = "source";
+  // How the kernel schedules the workers: "batch" (SCHED_BATCH) or "normal" (SCHED_OTHER).
+  std::string scheduling = "batch";
   std::vector<ListenerConfig> listen;
   std::vector<std::string> domains;  // lower-case, IPv6 canonical without brackets, no repeats
   TimersConfig timers;

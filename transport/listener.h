@@ -65,6 +65,10 @@ struct Limits {
   uint32_t max_connection_queue_bytes = 4u << 20;
   // A TLS handshake (accepted or opened) not done by then closes the connection, counted.
   uint32_t tls_handshake_timeout_ms = 10000;
+  // Run the worker threads under SCHED_BATCH (config "scheduling"): a worker the kernel wakes
+  // for a datagram does not preempt the task running on that CPU, it waits for it to yield,
+  // and then reads what arrived meanwhile in the same turn.
+  bool batch_scheduling = false;
 };
 
 }  // namespace sb::transport

@@ -1,9 +1,12 @@
 #include "transport/uv_worker.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <cassert>
 #include <cstdio>
+#include <cstring>
 
 #include "core/log.h"
 #include "transport/connection.h"
@@ -228,6 +231,13 @@ void UvWorker::close_listeners(const std::vector<size_t>& slots) {
 void UvWorker::run() {
   thread_ = std::this_thread::get_id();
   core::log::set_thread_name(name_);
+  if (group_.limits.batch_scheduling) {
+    // Unprivileged: SCHED_BATCH at the thread's nice value needs no capability.
+    sched_param none{};
+    if (int err = pthread_setschedparam(pthread_self(), SCHED_BATCH, &none))
+      SB_WARN("worker %u: SCHED_BATCH refused (%s), scheduled as a normal thread", id_,
+              std::strerror(err));
+  }
   if (group_.on_start) group_.on_start(*this);
   group_.started->count_down();
   uv_run(&loop_, UV_RUN_DEFAULT);

@@ -182,7 +182,7 @@ TEST_CASE("config: every value can be set") {
 
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
-        "wrkers: unknown key; expected one of workers, dispatch, listen, domains, timers, limits, registrar, "
+        "wrkers: unknown key; expected one of workers, dispatch, scheduling, listen, domains, timers, limits, registrar, "
         "location, script, logging, dns, admin, auth, tls, security (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms, trying_delay_ms "
@@ -244,6 +244,10 @@ TEST_CASE("config: out of range") {
   CHECK(parse(R"({"dispatch": "transaction"})").config->dispatch == "transaction");
   CHECK(parse("{}").config->dispatch == "source");
   CHECK(only_error(R"({"dispatch": "random"})").rfind("dispatch: expected ", 0) == 0);
+  CHECK(parse("{}").config->scheduling == "batch");
+  CHECK(parse(R"({"scheduling": "normal"})").config->scheduling == "normal");
+  CHECK(only_error(R"({"scheduling": "fifo"})") ==
+        "scheduling: expected \"batch\" or \"normal\", got \"fifo\"");
   // RFC 3261 §17.2.1 allows leaving the 100 out only for answers within 200 ms.
   CHECK(only_error(R"({"timers": {"trying_delay_ms": 201}})") ==
         "timers.trying_delay_ms: expected an integer from 0 to 200, got 201");

@@ -1,7 +1,8 @@
 """Issue 6: live reload. Under a bounded SIPp call load, reload 10 times (SIGHUP) alternating
 two scripts that route to different callees: zero failed calls, and calls after each reload
-go where the new script says. A reload with a script syntax error or a bad config value is
-rejected with file:line / key path, traffic is unaffected, the next good reload succeeds."""
+go where the new script says. A reload with a script syntax error, a bad config value or a
+change that needs a restart is rejected with file:line / key path, traffic is unaffected,
+the next good reload succeeds."""
 import json
 import os
 import signal
@@ -31,6 +32,20 @@ def which(p):
 
 def wait_for(p, name, timeout=10):
     return sbtest.poll(lambda: which(p) == name, timeout)
+
+
+def thread_policies(p):
+    """{thread name: scheduling policy} of the proxy's threads, from /proc (0: SCHED_OTHER,
+    3: SCHED_BATCH)."""
+    out = {}
+    base = "/proc/%d/task" % p.proc.pid
+    for tid in os.listdir(base):
+        with open(os.path.join(base, tid, "comm")) as f:
+            name = f.read().strip()
+        with open(os.path.join(base, tid, "stat")) as f:
+            stat = f.read()
+        out[name] = int(stat[stat.rindex(")") + 2:].split()[38])  # field 41, "policy"
+    return out
 
 
 def test_reload_under_load():
@@ -87,6 +102,20 @@ def test_rejected_reloads_change_nothing():
         sbtest.poll(lambda: "timers.t1_ms" in p.read_log(), 5)
         check("timers.t1_ms" in p.read_log(), "bad value refused naming its key:\n" + p.read_log()[-1500:])
         check(which(p) == "A", "still A after the refused config")
+        # A key that needs a restart: refused naming it; the workers keep their scheduling.
+        policies = thread_policies(p)
+        check(policies.get("w0") == 3 and policies.get("w1") == 3 and policies.get("switchboard") == 0,
+              "the workers (and only they) run under SCHED_BATCH: %r" % policies)
+        cfg = dict(p.config)
+        cfg["scheduling"] = "normal"
+        with open(p.config_path, "w") as f:
+            json.dump(cfg, f)
+        p.proc.send_signal(signal.SIGHUP)
+        sbtest.poll(lambda: "scheduling: changing it needs a restart" in p.read_log(), 5)
+        check("scheduling: changing it needs a restart" in p.read_log(),
+              "a scheduling change refused naming its key:\n" + p.read_log()[-1500:])
+        check(thread_policies(p) == policies, "the workers' scheduling unchanged: %r" % thread_policies(p))
+        check(which(p) == "A", "still A after the refused restart-only change")
         # The next good reload succeeds (no "fail once, fail forever").
         p.write_config()
         p.proc.send_signal(signal.SIGHUP)

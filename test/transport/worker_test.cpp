@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -283,6 +285,31 @@ TEST_CASE("workers: port 0 is resolved once and shared by every worker") {
   rig.group.stop();
   CHECK_FALSE(rig.group.running());
   rig.group.stop();  // idempotent
+}
+
+TEST_CASE("workers: batch scheduling puts every worker thread under SCHED_BATCH, and only them") {
+  for (bool batch : {true, false}) {
+    CAPTURE(batch);
+    WorkerGroup group;
+    transport::Limits limits;
+    limits.batch_scheduling = batch;
+    std::mutex m;
+    std::vector<int> policies;
+    auto st = group.start({listener(core::Protocol::Udp)}, 2, limits, [&](Worker&) {
+      int policy = -1;
+      sched_param sp{};
+      pthread_getschedparam(pthread_self(), &policy, &sp);
+      std::lock_guard lock(m);
+      policies.push_back(policy);
+    });
+    REQUIRE(st.ok());
+    group.stop();
+    CHECK(policies == std::vector<int>(2, batch ? SCHED_BATCH : SCHED_OTHER));
+    int mine = -1;
+    sched_param sp{};
+    pthread_getschedparam(pthread_self(), &mine, &sp);
+    CHECK(mine == SCHED_OTHER);  // the thread that started the group keeps its policy
+  }
 }
 
 TEST_CASE("workers: a UDP request is owned by the worker that read it, replies come back") {
