@@ -459,7 +459,7 @@ bool UvWorker::hand_off(uint32_t worker, const Inbound& in) {
     return false;
   }
   auto task = HandOffTask::make(in.bytes, in.from, in.listener, in.received_by);
-  static_cast<HandOffTask&>(*task).adopt(*in.parsed);
+  task->adopt(*in.parsed);
   if (group_.workers[worker]->push(std::move(task))) {
     bump(c_.handoff_out);
     return true;

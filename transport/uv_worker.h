@@ -56,12 +56,12 @@ template <class Derived>
 class BytesTask : public Task {
  public:
   template <class... A>
-  static std::unique_ptr<Task> make(std::string_view bytes, A&&... args) {
+  static std::unique_ptr<Derived> make(std::string_view bytes, A&&... args) {
     void* mem = ::operator new(sizeof(Derived) + bytes.size());
     auto* t = new (mem) Derived(std::forward<A>(args)...);
     t->len_ = bytes.size();
     if (!bytes.empty()) std::memcpy(t->tail(), bytes.data(), bytes.size());
-    return std::unique_ptr<Task>(t);
+    return std::unique_ptr<Derived>(t);
   }
   // Found by the deleting destructor of Derived: frees the whole block, bytes included.
   static void operator delete(void* p) { ::operator delete(p); }

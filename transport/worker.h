@@ -33,8 +33,9 @@ struct Inbound {
   int listener = -1;
   // Set when the message parsed: the receiving worker parses it, and a hand-off carries that
   // parse to the owner, rebased onto the hand-off's copy of the bytes (an unparsed message
-  // is never handed off). nullptr: parsing failed (the handler parses `bytes` itself to get the error and answers 400 when the Via
-  // is usable, DESIGN.md "Security") or framing failed (has_frame_error).
+  // is never handed off). nullptr: parsing failed (the handler parses `bytes` itself to get
+  // the error and answers 400 when the Via is usable, DESIGN.md "Security") or framing
+  // failed (has_frame_error).
   const core::Message* parsed = nullptr;
   // Framing failed: 513 (too large) or 400 (bad Content-Length on a stream). `bytes` is what
   // was read (at least the header block when there was one), to answer from. Always
