@@ -382,8 +382,20 @@ def pcap_invite_latency(path, proxy_port, uas_port):
 
 
 # ------------------------------------------------------------------ proxies
+def sb_path(args):
+    """The switchboard binary under test: --sb-bin, else the Release build in build-bench/."""
+    sb_bin = getattr(args, "sb_bin", None)
+    return Path(sb_bin) if sb_bin else ROOT / "build-bench" / "app" / "switchboard"
+
+
+def built_beside(args, *rel):
+    """A bench tool of the same build tree as the switchboard under test (bench/bench.sh
+    builds them together), e.g. built_beside(args, "bench", "memory", "bench_memory")."""
+    return sb_path(args).parent.parent.joinpath(*rel)
+
+
 def sb_binary(args):
-    b = Path(args.sb_bin) if args.sb_bin else ROOT / "build-bench" / "app" / "switchboard"
+    b = sb_path(args)
     if not b.exists():
         raise SetupError(f"{b} not found: build it (bench/bench.sh builds build-bench, Release)")
     return b
@@ -943,7 +955,7 @@ def cmd_maxrate(args):
 
 # ------------------------------------------------------------------ memory benchmark
 def memory_bench(args):
-    b = Path(args.memory_bin) if args.memory_bin else ROOT / "build-bench" / "bench" / "memory" / "bench_memory"
+    b = Path(args.memory_bin) if args.memory_bin else built_beside(args, "bench", "memory", "bench_memory")
     if not b.exists():
         return {"scenario": "memory", "error": f"{b} not built"}
     out = {"scenario": "memory"}
@@ -967,8 +979,7 @@ def wakeup_bench(args):
     """bench/wakeup/udp_pingpong: CPU per UDP round trip on loopback, both processes on one
     CPU, on two, placed by the scheduler. The machine's price of a cross-CPU wake-up, which
     every proxy pays per datagram from a peer on another CPU."""
-    b = Path(args.sb_bin).parent.parent / "bench" / "wakeup" / "udp_pingpong" if args.sb_bin else \
-        ROOT / "build-bench" / "bench" / "wakeup" / "udp_pingpong"
+    b = built_beside(args, "bench", "wakeup", "udp_pingpong")
     if not b.exists():
         return {"scenario": "wakeup", "error": f"{b} not built"}
     p = subprocess.run([str(b), "100000"], capture_output=True, text=True, timeout=300)
