@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "app/cpu_affinity.h"
 #include "app/ctl.h"
 #include "app/route_test.h"
 #include "app/runtime.h"
@@ -37,10 +38,14 @@ int cmd_check(const std::string& path) {
     std::fprintf(stderr, "%s: %zu error(s)\n", name.c_str(), cfg.errors.size());
     return 1;
   }
-  // The users file and the certificates, loaded as `run` loads them.
+  // The users file, the certificates and the CPU plan, checked as `run` checks them.
   std::vector<std::string> load_errors;
   (void)sb::app::auth_setup(*cfg.config, load_errors);
   (void)sb::app::tls_context(*cfg.config, load_errors);
+  std::string cpu_error;
+  (void)sb::app::plan_worker_cpus(cfg.config->cpu_affinity, sb::app::allowed_cpus(),
+                                  cfg.config->worker_count(), cpu_error);
+  if (!cpu_error.empty()) load_errors.push_back(cpu_error);
   if (!load_errors.empty()) {
     for (const auto& e : load_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
     return 1;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "app/cpu_affinity.h"
 #include "core/log.h"
 #include "core/method.h"
 #include "location/store.h"
@@ -201,6 +202,15 @@ int Runtime::run() {
   apply_logging(cfg);
   started_ms_ = clock_.now_ms();
 
+  // Which CPU each worker runs on: a CPU this process may not use stops the start here,
+  // before anything is opened.
+  std::string cpu_error;
+  std::vector<int> worker_cpus = plan_worker_cpus(cfg.cpu_affinity, allowed_cpus(), cfg.worker_count(), cpu_error);
+  if (!cpu_error.empty()) {
+    SB_ERROR("%s", cpu_error.c_str());
+    return 1;
+  }
+
   const location::StoreConfig store_cfg = store_config_from(cfg);
   auto store = location::open_store(store_cfg);
   if (!store) {
@@ -249,6 +259,7 @@ int Runtime::run() {
   transport::Limits limits;
   limits.dispatch = cfg.dispatch == "transaction" ? transport::Dispatch::ByTransaction : transport::Dispatch::BySource;
   limits.batch_scheduling = cfg.scheduling == "batch";
+  limits.worker_cpus = std::move(worker_cpus);
   limits.max_message_bytes = cfg.limits.max_message_bytes;
   limits.queue_capacity = cfg.limits.queue_capacity;
   limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;
@@ -356,6 +367,7 @@ void Runtime::start_reload() {
         errors.push_back("listen[" + std::to_string(i) + "].symmetric: changing it on a listener that stays needs a restart");
   if (next.dispatch != cur.dispatch) errors.push_back("dispatch: changing it needs a restart");
   if (next.scheduling != cur.scheduling) errors.push_back("scheduling: changing it needs a restart");
+  if (!(next.cpu_affinity == cur.cpu_affinity)) errors.push_back("cpu_affinity: changing it needs a restart");
   if (!(next.admin == cur.admin)) errors.push_back("admin: changing the admin listener needs a restart");
   if (!(next.dns == cur.dns)) errors.push_back("dns: changing the resolver settings needs a restart");
   if (next.limits.queue_capacity != cur.limits.queue_capacity)

@@ -10,7 +10,9 @@
 
 Proxies: switchboard (SQLite location, 2 workers), switchboard-mem (memory location),
 switchboard-w1 (1 worker), switchboard-tx (dispatch "transaction"), switchboard-normal
-(scheduling "normal"), kamailio (native config), kamailio-lua (KEMI Lua routing).
+(scheduling "normal"), switchboard-unpinned (cpu_affinity "none"), kamailio (native config),
+kamailio-pinned (the same, its two busiest processes pinned to a CPU each), kamailio-lua
+(KEMI Lua routing).
 Every one does the same job: registrar, Record-Route, location lookup, stateful relay.
 
 One measurement ("run") starts the proxy, (calls) starts the SIPp UAS and registers the
@@ -52,7 +54,12 @@ PROXIES = {
     "switchboard-tx": {"kind": "sb", "backend": "sqlite", "workers": 2, "dispatch": "transaction"},
     # scheduling "normal": the workers as ordinary threads (SCHED_OTHER), not SCHED_BATCH
     "switchboard-normal": {"kind": "sb", "backend": "sqlite", "workers": 2, "scheduling": "normal"},
+    # cpu_affinity "none": the workers not pinned (switchboard-bench.json pins them: "auto")
+    "switchboard-unpinned": {"kind": "sb", "backend": "sqlite", "workers": 2, "cpu_affinity": "none"},
     "kamailio": {"kind": "kam", "cfg": "kamailio-native.cfg", "workers": 2},
+    # Kamailio has no affinity setting: its two busiest processes (the UDP receivers) are
+    # pinned to CPU 0 and 1 with sched_setaffinity a few seconds before the first window
+    "kamailio-pinned": {"kind": "kam", "cfg": "kamailio-native.cfg", "workers": 2, "pin_busiest": 2},
     "kamailio-lua": {"kind": "kam", "cfg": "kamailio-kemi.cfg", "workers": 2},
 }
 
@@ -187,6 +194,23 @@ def read_stat(pid):
         data = f.read()
     comm = data[data.index("(") + 1:data.rindex(")")]
     return comm, data.rsplit(")", 1)[1].split()
+
+
+def pin_busiest(root, n, since):
+    """Pin the n threads of the tree that used the most CPU since the snapshot `since` to the
+    first n CPUs this process may use, one each (sched_setaffinity). Returns [(tid, name, cpu)]."""
+    now = cpu_snapshot(root)["threads"]
+    used = sorted(((ticks - since.get(tid, (name, 0))[1], tid, name) for tid, (name, ticks) in now.items()),
+                  reverse=True)
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = []
+    for (_, tid, name), cpu in zip(used[:n], cpus):
+        try:
+            os.sched_setaffinity(tid, {cpu})
+            pinned.append((tid, name, cpu))
+        except OSError:
+            pass
+    return pinned
 
 
 def cpu_snapshot(root):
@@ -409,6 +433,8 @@ def start_proxy(name, args, work, ports):
         cfg["workers"] = spec["workers"]
         cfg["dispatch"] = spec.get("dispatch", "source")
         cfg["scheduling"] = spec.get("scheduling", "batch")
+        if "cpu_affinity" in spec:
+            cfg["cpu_affinity"] = spec["cpu_affinity"]
         cfg["listen"] = [{"transport": "udp", "address": HOST, "port": port}]
         cfg["location"]["backend"] = spec["backend"]
         cfg["location"]["sqlite"]["path"] = str(work / "location.db")
@@ -679,6 +705,14 @@ def run_one(args):
         uacs_done = lambda: all(u["proc"].poll() is not None for u in uacs)
         if steady:
             bounds = [t0 + warmup + k * args.seconds for k in range(args.windows + 1)]
+            pin_n = PROXIES[name].get("pin_busiest", 0)
+            if pin_n:  # over the last 3 s of the warm-up: which threads are busiest
+                while time.time() < bounds[0] - 6 and not uacs_done():
+                    time.sleep(0.05)
+                before = cpu_snapshot(proxy.pid)["threads"]
+                while time.time() < bounds[0] - 3 and not uacs_done():
+                    time.sleep(0.05)
+                log(f"pinned {pin_busiest(proxy.pid, pin_n, before)}")
             for k, edge in enumerate(bounds):
                 if k == 0 and args.latency:
                     while time.time() < edge - 1.5 and not uacs_done():

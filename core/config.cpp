@@ -34,6 +34,8 @@ using Json = nlohmann::ordered_json;
 
 constexpr const char* kEmbeddedName = "<embedded default>";
 constexpr uint32_t kMaxWorkers = 64;
+// CPU numbers in "cpu_affinity": below CPU_SETSIZE (1024), the size of a cpu_set_t.
+constexpr int64_t kMaxCpu = 1023;
 
 // ---- key paths: listen[1].port, timers.t2_ms, domains[0] -------------------------------
 
@@ -814,6 +816,22 @@ void read_tls(Checker& c, const Json& v, const std::string& path, TlsConfig& t) 
          });
 }
 
+// "none", "auto" or a non-empty array of CPU numbers.
+void read_cpu_affinity(Checker& c, const Json& v, const std::string& path, CpuAffinityConfig& out) {
+  if (v.is_string()) {
+    if (auto s = c.choice(v, path, {"none", "auto"})) out = CpuAffinityConfig{*s, {}};
+    return;
+  }
+  if (!v.is_array() || v.empty()) {
+    c.fail(path, "expected \"none\", \"auto\" or a non-empty array of CPU numbers, got " + describe(v));
+    return;
+  }
+  CpuAffinityConfig list{"list", {}};
+  for (size_t i = 0; i < v.size(); ++i)
+    if (auto n = c.integer(v[i], index_path(path, i), 0, kMaxCpu)) list.cpus.push_back(static_cast<uint32_t>(*n));
+  if (list.cpus.size() == v.size()) out = std::move(list);
+}
+
 void read_root(Checker& c, const Json& root, Draft& d) {
   Config& cfg = d.config;
   c.walk(root, "",
@@ -828,6 +846,8 @@ void read_root(Checker& c, const Json& root, Draft& d) {
               [&](const Json& x, const std::string& p) {
                 if (auto s = c.choice(x, p, {"batch", "normal"})) cfg.scheduling = *s;
               }},
+             {"cpu_affinity",
+              [&](const Json& x, const std::string& p) { read_cpu_affinity(c, x, p, cfg.cpu_affinity); }},
              {"listen", [&](const Json& x, const std::string& p) { read_listen(c, x, p, cfg); }},
              {"domains", [&](const Json& x, const std::string& p) { read_domains(c, x, p, cfg); }},
              {"timers", [&](const Json& x, const std::string& p) { read_timers(c, x, p, cfg.timers); }},

@@ -153,6 +153,15 @@ struct TlsConfig {
   bool operator==(const TlsConfig&) const = default;
 };
 
+// Which CPU each worker thread runs on (docs/configuration.md "cpu_affinity").
+struct CpuAffinityConfig {
+  // "none": wherever the kernel places it; "auto": worker i on the i-th CPU this process may
+  // use (round robin); "list": worker i on cpus[i % cpus.size()].
+  std::string mode = "none";
+  std::vector<uint32_t> cpus;  // mode "list": CPU numbers as the kernel counts them
+  bool operator==(const CpuAffinityConfig&) const = default;
+};
+
 struct Config {
   uint32_t workers = 0;  // as written; 0 = one per CPU core (see worker_count)
   // Which worker a request belongs to: "source" (the one that read it) or "transaction"
@@ -160,6 +169,7 @@ struct Config {
   std::string dispatch = "source";
   // How the kernel schedules the workers: "batch" (SCHED_BATCH) or "normal" (SCHED_OTHER).
   std::string scheduling = "batch";
+  CpuAffinityConfig cpu_affinity;
   std::vector<ListenerConfig> listen;
   std::vector<std::string> domains;  // lower-case, IPv6 canonical without brackets, no repeats
   TimersConfig timers;

@@ -69,6 +69,9 @@ struct Limits {
   // for a datagram does not preempt the task running on that CPU, it waits for it to yield,
   // and then reads what arrived meanwhile in the same turn.
   bool batch_scheduling = false;
+  // Per worker id, the CPU its thread is pinned to (config "cpu_affinity"); -1 or absent:
+  // wherever the kernel places it.
+  std::vector<int> worker_cpus;
 };
 
 }  // namespace sb::transport

@@ -238,6 +238,15 @@ void UvWorker::run() {
       SB_WARN("worker %u: SCHED_BATCH refused (%s), scheduled as a normal thread", id_,
               std::strerror(err));
   }
+  const auto& cpus = group_.limits.worker_cpus;
+  if (id_ < cpus.size() && cpus[id_] >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[id_], &set);
+    if (int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set))
+      SB_WARN("worker %u: cannot pin it to CPU %d (%s), the kernel places it", id_, cpus[id_],
+              std::strerror(err));
+  }
   if (group_.on_start) group_.on_start(*this);
   group_.started->count_down();
   uv_run(&loop_, UV_RUN_DEFAULT);

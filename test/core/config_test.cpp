@@ -182,7 +182,7 @@ TEST_CASE("config: every value can be set") {
 
 TEST_CASE("config: unknown keys are named by path") {
   CHECK(only_error(R"({"wrkers": 2})") ==
-        "wrkers: unknown key; expected one of workers, dispatch, scheduling, listen, domains, timers, limits, registrar, "
+        "wrkers: unknown key; expected one of workers, dispatch, scheduling, cpu_affinity, listen, domains, timers, limits, registrar, "
         "location, script, logging, dns, admin, auth, tls, security (did you mean \"workers\"?)");
   CHECK(only_error(R"({"timers": {"t2": 1}})") ==
         "timers.t2: unknown key; expected one of t1_ms, t2_ms, t4_ms, timer_c_ms, trying_delay_ms "
@@ -248,6 +248,16 @@ TEST_CASE("config: out of range") {
   CHECK(parse(R"({"scheduling": "normal"})").config->scheduling == "normal");
   CHECK(only_error(R"({"scheduling": "fifo"})") ==
         "scheduling: expected \"batch\" or \"normal\", got \"fifo\"");
+  CHECK(parse("{}").config->cpu_affinity == CpuAffinityConfig{"none", {}});
+  CHECK(parse(R"({"cpu_affinity": "auto"})").config->cpu_affinity == CpuAffinityConfig{"auto", {}});
+  CHECK(parse(R"({"cpu_affinity": [1, 0, 1]})").config->cpu_affinity == CpuAffinityConfig{"list", {1, 0, 1}});
+  CHECK(only_error(R"({"cpu_affinity": "all"})") ==
+        "cpu_affinity: expected \"none\" or \"auto\", got \"all\"");
+  CHECK(only_error(R"({"cpu_affinity": []})") ==
+        "cpu_affinity: expected \"none\", \"auto\" or a non-empty array of CPU numbers, got []");
+  CHECK(only_error(R"({"cpu_affinity": [0, -1]})") ==
+        "cpu_affinity[1]: expected an integer from 0 to 1023, got -1");
+  CHECK(only_error(R"({"cpu_affinity": 2})").rfind("cpu_affinity: expected ", 0) == 0);
   // RFC 3261 §17.2.1 allows leaving the 100 out only for answers within 200 ms.
   CHECK(only_error(R"({"timers": {"trying_delay_ms": 201}})") ==
         "timers.trying_delay_ms: expected an integer from 0 to 200, got 201");

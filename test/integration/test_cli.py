@@ -38,6 +38,16 @@ def test_check_reports_key_path_and_script_line():
             json.dump({"script": {"path": script}}, f)
         rc, out, err = sb("check", "-c", cfg)
         check(rc == 1 and "bad.lua:3" in err, "script syntax error with file:line: %d %s" % (rc, err))
+        # A CPU this process may not use: `check` and `run` both refuse, naming the key.
+        cpu = max(os.sched_getaffinity(0)) + 1
+        with open(cfg, "w") as f:
+            json.dump({"cpu_affinity": [cpu], "location": {"backend": "memory"},
+                       "script": {"path": os.path.join(sbtest.SOURCE_DIR, "scripts", "default.lua")}}, f)
+        want = "cpu_affinity[0]: CPU %d is not one this process may use" % cpu
+        rc, out, err = sb("check", "-c", cfg)
+        check(rc == 1 and want in err, "unusable CPU named by check: %d %s" % (rc, err))
+        rc, out, err = sb("run", "-c", cfg)
+        check(rc == 1 and want in err, "unusable CPU refused by run: %d %s" % (rc, err))
 
 
 def test_route_test_prints_decision():

@@ -48,6 +48,29 @@ def thread_policies(p):
     return out
 
 
+def thread_cpus(p):
+    """{thread name: the CPUs it may run on, as /proc writes them ("0-1")}."""
+    out = {}
+    base = "/proc/%d/task" % p.proc.pid
+    for tid in os.listdir(base):
+        with open(os.path.join(base, tid, "status")) as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        out[status["Name"]] = status["Cpus_allowed_list"]
+    return out
+
+
+def thread_cpus_text(cpus):
+    """[0, 1, 2, 5] as the kernel writes a CPU list: "0-2,5"."""
+    parts, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else "%d-%d" % (cpus[i], cpus[j]))
+        i = j + 1
+    return ",".join(parts)
+
+
 def test_reload_under_load():
     p = Proxy(workers=2, ipv6=False)
     a_port, b_port = sbtest.free_port(), sbtest.free_port()
@@ -83,8 +106,16 @@ def test_rejected_reloads_change_nothing():
     script = os.path.join(p.tmp.name, "route.lua")
     sbtest.write_atomic(script, SCRIPT % {"name": "A", "port": 5})
     p.config["script"] = {"path": script}
+    p.config["cpu_affinity"] = "auto"
     with p:
         check(wait_for(p, "A"), "script A answers")
+        # cpu_affinity "auto": worker i on the i-th CPU the process may use, the rest not pinned.
+        allowed = sorted(os.sched_getaffinity(0))
+        cpus = thread_cpus(p)
+        check(cpus.get("w0") == str(allowed[0]) and cpus.get("w1") == str(allowed[1 % len(allowed)]),
+              "each worker pinned to its own CPU: %r (allowed %r)" % (cpus, allowed))
+        check(cpus.get("switchboard") == thread_cpus_text(allowed),
+              "the main thread not pinned: %r" % cpus)
         # A syntax error in the script: refused with file:line, A keeps running.
         sbtest.write_atomic(script, "function on_request(req)\n  return req:reply(200, \"broken\"\n")
         p.proc.send_signal(signal.SIGHUP)
@@ -116,6 +147,15 @@ def test_rejected_reloads_change_nothing():
               "a scheduling change refused naming its key:\n" + p.read_log()[-1500:])
         check(thread_policies(p) == policies, "the workers' scheduling unchanged: %r" % thread_policies(p))
         check(which(p) == "A", "still A after the refused restart-only change")
+        cfg = dict(p.config)
+        cfg["cpu_affinity"] = "none"
+        with open(p.config_path, "w") as f:
+            json.dump(cfg, f)
+        p.proc.send_signal(signal.SIGHUP)
+        sbtest.poll(lambda: "cpu_affinity: changing it needs a restart" in p.read_log(), 5)
+        check("cpu_affinity: changing it needs a restart" in p.read_log(),
+              "a cpu_affinity change refused naming its key:\n" + p.read_log()[-1500:])
+        check(thread_cpus(p) == cpus, "the workers stay pinned: %r" % thread_cpus(p))
         # The next good reload succeeds (no "fail once, fail forever").
         p.write_config()
         p.proc.send_signal(signal.SIGHUP)
