@@ -435,6 +435,8 @@ def start_proxy(name, args, work, ports):
         cfg["scheduling"] = spec.get("scheduling", "batch")
         if "cpu_affinity" in spec:
             cfg["cpu_affinity"] = spec["cpu_affinity"]
+        if getattr(args, "cpu_affinity", None):
+            cfg["cpu_affinity"] = args.cpu_affinity
         cfg["listen"] = [{"transport": "udp", "address": HOST, "port": port}]
         cfg["location"]["backend"] = spec["backend"]
         cfg["location"]["sqlite"]["path"] = str(work / "location.db")
@@ -1642,6 +1644,8 @@ def main():
         p.add_argument("--port-base", type=int, default=25060,
                        help="proxy port; UAC +1, REGISTER client +2, UAS +10 (default 25060)")
         p.add_argument("--sb-bin", help="switchboard binary (default build-bench/app/switchboard)")
+        p.add_argument("--cpu-affinity", choices=["none", "auto"],
+                       help="switchboard: config cpu_affinity instead of the variant's / the bench config's")
         p.add_argument("--hold-ms", type=int, default=1000, help="call hold time between ACK and BYE")
         p.add_argument("--users", type=int, default=1000, help="callees registered before a call run")
         p.add_argument("--prereg-rate", type=int, default=1000)
