@@ -101,6 +101,17 @@ def test_reload_under_load():
         check(log.count("reload ok") == 10, "10 reloads logged ok:\n" + log[-2000:])
 
 
+def reload_refused(p, key, value, error):
+    """Reload a config whose `key` is `value`: the log must name the refusal, `error`."""
+    cfg = dict(p.config)
+    cfg[key] = value
+    with open(p.config_path, "w") as f:
+        json.dump(cfg, f)
+    p.proc.send_signal(signal.SIGHUP)
+    sbtest.poll(lambda: error in p.read_log(), 5)
+    check(error in p.read_log(), "%s refused naming it (%s):\n%s" % (key, error, p.read_log()[-1500:]))
+
+
 def test_rejected_reloads_change_nothing():
     p = Proxy(workers=2, ipv6=False)
     script = os.path.join(p.tmp.name, "route.lua")
@@ -125,36 +136,16 @@ def test_rejected_reloads_change_nothing():
         check(which(p) == "A", "traffic unaffected: still A")
         # A bad config value: refused with its key path.
         sbtest.write_atomic(script, SCRIPT % {"name": "B", "port": 5})
-        cfg = dict(p.config)
-        cfg["timers"] = {"t1_ms": 0}
-        with open(p.config_path, "w") as f:
-            json.dump(cfg, f)
-        p.proc.send_signal(signal.SIGHUP)
-        sbtest.poll(lambda: "timers.t1_ms" in p.read_log(), 5)
-        check("timers.t1_ms" in p.read_log(), "bad value refused naming its key:\n" + p.read_log()[-1500:])
+        reload_refused(p, "timers", {"t1_ms": 0}, "timers.t1_ms")
         check(which(p) == "A", "still A after the refused config")
         # A key that needs a restart: refused naming it; the workers keep their scheduling.
         policies = thread_policies(p)
         check(policies.get("w0") == 3 and policies.get("w1") == 3 and policies.get("switchboard") == 0,
               "the workers (and only they) run under SCHED_BATCH: %r" % policies)
-        cfg = dict(p.config)
-        cfg["scheduling"] = "normal"
-        with open(p.config_path, "w") as f:
-            json.dump(cfg, f)
-        p.proc.send_signal(signal.SIGHUP)
-        sbtest.poll(lambda: "scheduling: changing it needs a restart" in p.read_log(), 5)
-        check("scheduling: changing it needs a restart" in p.read_log(),
-              "a scheduling change refused naming its key:\n" + p.read_log()[-1500:])
+        reload_refused(p, "scheduling", "normal", "scheduling: changing it needs a restart")
         check(thread_policies(p) == policies, "the workers' scheduling unchanged: %r" % thread_policies(p))
         check(which(p) == "A", "still A after the refused restart-only change")
-        cfg = dict(p.config)
-        cfg["cpu_affinity"] = "none"
-        with open(p.config_path, "w") as f:
-            json.dump(cfg, f)
-        p.proc.send_signal(signal.SIGHUP)
-        sbtest.poll(lambda: "cpu_affinity: changing it needs a restart" in p.read_log(), 5)
-        check("cpu_affinity: changing it needs a restart" in p.read_log(),
-              "a cpu_affinity change refused naming its key:\n" + p.read_log()[-1500:])
+        reload_refused(p, "cpu_affinity", "none", "cpu_affinity: changing it needs a restart")
         check(thread_cpus(p) == cpus, "the workers stay pinned: %r" % thread_cpus(p))
         # The next good reload succeeds (no "fail once, fail forever").
         p.write_config()
