@@ -35,7 +35,7 @@ std::vector<int> plan_worker_cpus(const core::CpuAffinityConfig& config, const s
   if (config.mode == "auto") {
     if (allowed.empty()) return plan;  // nothing known to spread over: leave it to the kernel
     for (uint32_t i = 0; i < workers; ++i) plan[i] = allowed[i % allowed.size()];
-  } else if (config.mode == "list") {
+  } else if (config.mode == "list" && !config.cpus.empty()) {
     for (size_t k = 0; k < config.cpus.size(); ++k) {
       const int cpu = static_cast<int>(config.cpus[k]);
       // Unknown (sched_getaffinity failed): the worker finds out when it pins itself.

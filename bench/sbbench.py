@@ -8,7 +8,7 @@
     sbbench.py instructions --proxy P [--scenario calls|register]  (user space, callgrind)
     sbbench.py report   DIR            (tables + results JSON from DIR/runs.jsonl)
 
-Proxies: switchboard (SQLite location, 2 workers), switchboard-mem (memory location),
+Proxies: switchboard (SQLite location, 2 workers pinned to a CPU each), switchboard-mem (memory location),
 switchboard-w1 (1 worker), switchboard-tx (dispatch "transaction"), switchboard-normal
 (scheduling "normal"), switchboard-unpinned (cpu_affinity "none"), kamailio (native config),
 kamailio-pinned (the same, its two busiest processes pinned to a CPU each), kamailio-lua

@@ -35,6 +35,8 @@ TEST_CASE("cpu_affinity list: worker i on cpus[i % size]; a CPU the process may 
   CHECK(plan({"list", {1, 0}}, {0, 1}, 3, error) == std::vector<int>{1, 0, 1});
   CHECK(plan({"list", {1}}, {0, 1}, 2, error) == std::vector<int>{1, 1});
   CHECK(error.empty());
+  CHECK(plan({"list", {}}, {0, 1}, 2, error) == std::vector<int>{-1, -1});  // (config refuses it)
+  CHECK(error.empty());
   CHECK(plan({"list", {0, 4}}, {0, 1, 2, 3, 8}, 2, error).empty());
   CHECK(error == "cpu_affinity[1]: CPU 4 is not one this process may use (0-3,8)");
 }
