@@ -50,4 +50,11 @@ std::vector<int> plan_worker_cpus(const core::CpuAffinityConfig& config, const s
   return plan;
 }
 
+std::vector<int> worker_cpus(const core::Config& cfg, std::vector<std::string>& errors) {
+  std::string error;
+  std::vector<int> plan = plan_worker_cpus(cfg.cpu_affinity, allowed_cpus(), cfg.worker_count(), error);
+  if (!error.empty()) errors.push_back(std::move(error));
+  return plan;
+}
+
 }  // namespace sb::app

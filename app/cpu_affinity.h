@@ -20,4 +20,8 @@ std::string cpu_list_text(const std::vector<int>& cpus);
 std::vector<int> plan_worker_cpus(const core::CpuAffinityConfig& config, const std::vector<int>& allowed,
                                   uint32_t workers, std::string& error);
 
+// The plan for `cfg` on this machine, as `run` and `check` make it: an error is appended to
+// `errors` (as auth_setup and tls_context do).
+std::vector<int> worker_cpus(const core::Config& cfg, std::vector<std::string>& errors);
+
 }  // namespace sb::app

@@ -42,10 +42,7 @@ int cmd_check(const std::string& path) {
   std::vector<std::string> load_errors;
   (void)sb::app::auth_setup(*cfg.config, load_errors);
   (void)sb::app::tls_context(*cfg.config, load_errors);
-  std::string cpu_error;
-  (void)sb::app::plan_worker_cpus(cfg.config->cpu_affinity, sb::app::allowed_cpus(),
-                                  cfg.config->worker_count(), cpu_error);
-  if (!cpu_error.empty()) load_errors.push_back(cpu_error);
+  (void)sb::app::worker_cpus(*cfg.config, load_errors);
   if (!load_errors.empty()) {
     for (const auto& e : load_errors) std::fprintf(stderr, "%s: %s\n", name.c_str(), e.c_str());
     return 1;

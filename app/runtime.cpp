@@ -204,10 +204,10 @@ int Runtime::run() {
 
   // Which CPU each worker runs on: a CPU this process may not use stops the start here,
   // before anything is opened.
-  std::string cpu_error;
-  std::vector<int> worker_cpus = plan_worker_cpus(cfg.cpu_affinity, allowed_cpus(), cfg.worker_count(), cpu_error);
-  if (!cpu_error.empty()) {
-    SB_ERROR("%s", cpu_error.c_str());
+  std::vector<std::string> cpu_errors;
+  std::vector<int> cpus = worker_cpus(cfg, cpu_errors);
+  if (!cpu_errors.empty()) {
+    SB_ERROR("%s", cpu_errors.front().c_str());
     return 1;
   }
 
@@ -259,7 +259,7 @@ int Runtime::run() {
   transport::Limits limits;
   limits.dispatch = cfg.dispatch == "transaction" ? transport::Dispatch::ByTransaction : transport::Dispatch::BySource;
   limits.batch_scheduling = cfg.scheduling == "batch";
-  limits.worker_cpus = std::move(worker_cpus);
+  limits.worker_cpus = std::move(cpus);
   limits.max_message_bytes = cfg.limits.max_message_bytes;
   limits.queue_capacity = cfg.limits.queue_capacity;
   limits.tcp_idle_timeout_s = cfg.limits.tcp_idle_timeout_s;

@@ -431,10 +431,9 @@ def start_proxy(name, args, work, ports):
     if spec["kind"] == "sb":
         cfg = json.loads((BENCH / "switchboard-bench.json").read_text())
         cfg["workers"] = spec["workers"]
-        cfg["dispatch"] = spec.get("dispatch", "source")
-        cfg["scheduling"] = spec.get("scheduling", "batch")
-        if "cpu_affinity" in spec:
-            cfg["cpu_affinity"] = spec["cpu_affinity"]
+        for key in ("dispatch", "scheduling", "cpu_affinity"):  # what a variant changes
+            if key in spec:
+                cfg[key] = spec[key]
         if getattr(args, "cpu_affinity", None):
             cfg["cpu_affinity"] = args.cpu_affinity
         cfg["listen"] = [{"transport": "udp", "address": HOST, "port": port}]

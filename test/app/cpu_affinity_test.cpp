@@ -8,36 +8,29 @@
 using namespace sb::app;
 using sb::core::CpuAffinityConfig;
 
-namespace {
-std::vector<int> plan(const CpuAffinityConfig& c, const std::vector<int>& allowed, uint32_t workers,
-                      std::string& error) {
-  return plan_worker_cpus(c, allowed, workers, error);
-}
-}  // namespace
-
 TEST_CASE("cpu_affinity none: no worker is pinned") {
   std::string error;
-  CHECK(plan({"none", {}}, {0, 1}, 3, error) == std::vector<int>{-1, -1, -1});
+  CHECK(plan_worker_cpus({"none", {}}, {0, 1}, 3, error) == std::vector<int>{-1, -1, -1});
   CHECK(error.empty());
 }
 
 TEST_CASE("cpu_affinity auto: workers spread round robin over the CPUs the process may use") {
   std::string error;
-  CHECK(plan({"auto", {}}, {0, 1}, 2, error) == std::vector<int>{0, 1});
-  CHECK(plan({"auto", {}}, {2, 5, 7}, 4, error) == std::vector<int>{2, 5, 7, 2});
-  CHECK(plan({"auto", {}}, {3}, 2, error) == std::vector<int>{3, 3});
-  CHECK(plan({"auto", {}}, {}, 2, error) == std::vector<int>{-1, -1});  // unknown: not pinned
+  CHECK(plan_worker_cpus({"auto", {}}, {0, 1}, 2, error) == std::vector<int>{0, 1});
+  CHECK(plan_worker_cpus({"auto", {}}, {2, 5, 7}, 4, error) == std::vector<int>{2, 5, 7, 2});
+  CHECK(plan_worker_cpus({"auto", {}}, {3}, 2, error) == std::vector<int>{3, 3});
+  CHECK(plan_worker_cpus({"auto", {}}, {}, 2, error) == std::vector<int>{-1, -1});  // unknown: not pinned
   CHECK(error.empty());
 }
 
 TEST_CASE("cpu_affinity list: worker i on cpus[i % size]; a CPU the process may not use is named") {
   std::string error;
-  CHECK(plan({"list", {1, 0}}, {0, 1}, 3, error) == std::vector<int>{1, 0, 1});
-  CHECK(plan({"list", {1}}, {0, 1}, 2, error) == std::vector<int>{1, 1});
+  CHECK(plan_worker_cpus({"list", {1, 0}}, {0, 1}, 3, error) == std::vector<int>{1, 0, 1});
+  CHECK(plan_worker_cpus({"list", {1}}, {0, 1}, 2, error) == std::vector<int>{1, 1});
   CHECK(error.empty());
-  CHECK(plan({"list", {}}, {0, 1}, 2, error) == std::vector<int>{-1, -1});  // (config refuses it)
+  CHECK(plan_worker_cpus({"list", {}}, {0, 1}, 2, error) == std::vector<int>{-1, -1});  // (config refuses it)
   CHECK(error.empty());
-  CHECK(plan({"list", {0, 4}}, {0, 1, 2, 3, 8}, 2, error).empty());
+  CHECK(plan_worker_cpus({"list", {0, 4}}, {0, 1, 2, 3, 8}, 2, error).empty());
   CHECK(error == "cpu_affinity[1]: CPU 4 is not one this process may use (0-3,8)");
 }
 

@@ -34,41 +34,27 @@ def wait_for(p, name, timeout=10):
     return sbtest.poll(lambda: which(p) == name, timeout)
 
 
-def thread_policies(p):
-    """{thread name: scheduling policy} of the proxy's threads, from /proc (0: SCHED_OTHER,
-    3: SCHED_BATCH)."""
-    out = {}
+def proc_threads(p, read):
+    """{thread name: read(its /proc/PID/task/TID directory)} for every thread of the proxy."""
     base = "/proc/%d/task" % p.proc.pid
+    out = {}
     for tid in os.listdir(base):
         with open(os.path.join(base, tid, "comm")) as f:
-            name = f.read().strip()
-        with open(os.path.join(base, tid, "stat")) as f:
-            stat = f.read()
-        out[name] = int(stat[stat.rindex(")") + 2:].split()[38])  # field 41, "policy"
+            out[f.read().strip()] = read(os.path.join(base, tid))
     return out
 
 
-def thread_cpus(p):
-    """{thread name: the CPUs it may run on, as /proc writes them ("0-1")}."""
-    out = {}
-    base = "/proc/%d/task" % p.proc.pid
-    for tid in os.listdir(base):
-        with open(os.path.join(base, tid, "status")) as f:
-            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-        out[status["Name"]] = status["Cpus_allowed_list"]
-    return out
+def sched_policy(task):
+    """The scheduling policy in a task's stat (0: SCHED_OTHER, 3: SCHED_BATCH)."""
+    with open(os.path.join(task, "stat")) as f:
+        stat = f.read()
+    return int(stat[stat.rindex(")") + 2:].split()[38])  # field 41, "policy"
 
 
-def thread_cpus_text(cpus):
-    """[0, 1, 2, 5] as the kernel writes a CPU list: "0-2,5"."""
-    parts, i = [], 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else "%d-%d" % (cpus[i], cpus[j]))
-        i = j + 1
-    return ",".join(parts)
+def cpus_allowed(task):
+    """The CPUs a task may run on, as the kernel writes them in its status ("0-1")."""
+    with open(os.path.join(task, "status")) as f:
+        return next(line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list:"))
 
 
 def test_reload_under_load():
@@ -122,10 +108,10 @@ def test_rejected_reloads_change_nothing():
         check(wait_for(p, "A"), "script A answers")
         # cpu_affinity "auto": worker i on the i-th CPU the process may use, the rest not pinned.
         allowed = sorted(os.sched_getaffinity(0))
-        cpus = thread_cpus(p)
+        cpus = proc_threads(p, cpus_allowed)
         check(cpus.get("w0") == str(allowed[0]) and cpus.get("w1") == str(allowed[1 % len(allowed)]),
               "each worker pinned to its own CPU: %r (allowed %r)" % (cpus, allowed))
-        check(cpus.get("switchboard") == thread_cpus_text(allowed),
+        check(cpus.get("switchboard") == cpus_allowed("/proc/self"),
               "the main thread not pinned: %r" % cpus)
         # A syntax error in the script: refused with file:line, A keeps running.
         sbtest.write_atomic(script, "function on_request(req)\n  return req:reply(200, \"broken\"\n")
@@ -139,14 +125,14 @@ def test_rejected_reloads_change_nothing():
         reload_refused(p, "timers", {"t1_ms": 0}, "timers.t1_ms")
         check(which(p) == "A", "still A after the refused config")
         # A key that needs a restart: refused naming it; the workers keep their scheduling.
-        policies = thread_policies(p)
+        policies = proc_threads(p, sched_policy)
         check(policies.get("w0") == 3 and policies.get("w1") == 3 and policies.get("switchboard") == 0,
               "the workers (and only they) run under SCHED_BATCH: %r" % policies)
         reload_refused(p, "scheduling", "normal", "scheduling: changing it needs a restart")
-        check(thread_policies(p) == policies, "the workers' scheduling unchanged: %r" % thread_policies(p))
+        check(proc_threads(p, sched_policy) == policies, "the workers' scheduling unchanged")
         check(which(p) == "A", "still A after the refused restart-only change")
         reload_refused(p, "cpu_affinity", "none", "cpu_affinity: changing it needs a restart")
-        check(thread_cpus(p) == cpus, "the workers stay pinned: %r" % thread_cpus(p))
+        check(proc_threads(p, cpus_allowed) == cpus, "the workers stay pinned: %r" % proc_threads(p, cpus_allowed))
         # The next good reload succeeds (no "fail once, fail forever").
         p.write_config()
         p.proc.send_signal(signal.SIGHUP)
