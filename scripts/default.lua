@@ -45,7 +45,7 @@ end
 -- Called once for every new request. It must decide: reply, relay, redirect or
 -- registrar.save. Each of those records the decision and returns true, hence `return`.
 function on_request(req)
-  local trusted = req.source.trusted
+  local trusted = req.trusted
 
   -- Registration (RFC 3261 §10). The Request-URI names the domain being registered with.
   if req.method == "REGISTER" then

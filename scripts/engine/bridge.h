@@ -251,6 +251,7 @@ int req_to(lua_State* L);
 int req_call_id(lua_State* L);
 int req_cseq(lua_State* L);
 int req_source(lua_State* L);
+int req_trusted(lua_State* L);
 int req_body(lua_State* L);
 int req_header(lua_State* L);
 int req_headers(lua_State* L);

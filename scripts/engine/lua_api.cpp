@@ -90,6 +90,11 @@ const ApiEntry kApi[] = {
      "networks call without authenticating.",
      "if req.source.transport ~= \"TLS\" then return req:reply(403, \"TLS Required\") end",
      detail::req_source},
+    {kRequestMeta, "trusted", V, "req.trusted -> boolean",
+     "`req.source.trusted` without building the `source` table: `true` when the previous hop's "
+     "address is in config `security.trusted`. The cheaper way to ask on every request.",
+     "if not req.trusted and not auth.verify(req) then return auth.challenge(req) end",
+     detail::req_trusted},
     {kRequestMeta, "body", V, "req.body -> string", "The message body; `\"\"` when there is none.",
      "if req.body:find(\"m=video\", 1, true) then log.info(\"video call\") end", detail::req_body},
     {kRequestMeta, "header", M, "req:header(name) -> string | nil",
@@ -130,7 +135,7 @@ const ApiEntry kApi[] = {
      "True when the request carried a Route naming this proxy (which the proxy consumed): it "
      "follows a route set we Record-Routed. An \"in-dialog\" request (To tag) without one never "
      "passed through us, so relaying it for an untrusted source would make us an open relay.",
-     "if req:in_dialog() and (req.source.trusted or req:routed_by_us()) then\n"
+     "if req:in_dialog() and (req.trusted or req:routed_by_us()) then\n"
      "  return req:relay()\n"
      "end",
      detail::req_routed_by_us},

@@ -738,16 +738,24 @@ int req_cseq(lua_State* L) {
   return 1;
 }
 
+namespace {
+bool source_trusted(const RequestContext* ctx) {
+  return ctx->g->services && ctx->g->services->is_trusted(ctx->req->source().endpoint);
+}
+}  // namespace
+
 int req_source(lua_State* L) {
   RequestContext* ctx = check_request(L, 1);
-  {
-    const core::Peer& p = ctx->req->source();
-    lua_createtable(L, 0, 4);
-    push_key(L, Key::Trusted);
-    lua_pushboolean(L, ctx->g->services && ctx->g->services->is_trusted(p.endpoint));
-    lua_rawset(L, -3);
-    set_peer_fields(L, p);
-  }
+  lua_createtable(L, 0, 4);
+  push_key(L, Key::Trusted);
+  lua_pushboolean(L, source_trusted(ctx));
+  lua_rawset(L, -3);
+  set_peer_fields(L, ctx->req->source());
+  return 1;
+}
+
+int req_trusted(lua_State* L) {
+  lua_pushboolean(L, source_trusted(check_request(L, 1)));
   return 1;
 }
 

@@ -80,6 +80,20 @@ TEST_CASE("request fields on a parsed INVITE") {
   CHECK_DECIDED_OK(h, d);
 }
 
+TEST_CASE("req.trusted: config security.trusted, as req.source.trusted says it") {
+  // The fake services trust 192.0.2.0/24 (script_test_util.h).
+  Harness h = Harness::text(on_request(R"lua(
+  eq(req.trusted, req.source.trusted)
+  return req:reply(req.trusted and 200 or 403)
+)lua"));
+  FakeRequest inside(invite(), "192.0.2.99", 5060, sb::core::Protocol::Udp);
+  Decision d = h.request(inside);
+  CHECK_DECIDED_OK(h, d);
+  FakeRequest outside(invite(), "198.51.100.7", 5060, sb::core::Protocol::Udp);
+  d = h.request(outside);
+  CHECK_MESSAGE(d.status == 403, h.policy.last_error());
+}
+
 TEST_CASE("in_dialog and a tel: Request-URI") {
   Harness h = Harness::text(on_request(R"lua(
   eq(req:in_dialog(), true)
