@@ -36,6 +36,11 @@ class ProbedSlots {
     }
   }
 
+  // Start loading the slot where a probe for `tag` begins (a lookup soon after hits it).
+  void prefetch(uint64_t tag) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[tag & mask_]);
+  }
+
   void insert(uint64_t tag, T* ptr) {
     if ((size_ + 1) * 2 > slots_.size()) grow();  // at most half full: probes stay short
     place(tag, ptr);
@@ -99,6 +104,7 @@ class IdTable {
     auto* s = slots_.find(tag(id), [](T*) { return true; });
     return s ? s->ptr : nullptr;
   }
+  void prefetch(uint64_t id) const { slots_.prefetch(tag(id)); }
   void insert(std::unique_ptr<T> p) {
     const uint64_t id = p->id();
     slots_.insert(tag(id), p.release());

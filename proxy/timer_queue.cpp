@@ -73,6 +73,12 @@ void TimerQueue::schedule(uint64_t owner_id, uint32_t generation, uint8_t kind,
   }
 }
 
+size_t TimerQueue::pop_due(int64_t now, TimerEntry* out, size_t max) {
+  size_t n = 0;
+  while (n < max && size_ != 0 && next_deadline_ <= now) out[n++] = pop_front();
+  return n;
+}
+
 TimerEntry TimerQueue::pop_front() {
   TimerEntry e;
   if (next_ < runs_.size()) {

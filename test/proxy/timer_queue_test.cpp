@@ -36,6 +36,27 @@ TEST_CASE("TimerQueue: fires only what is due, earliest first, with its owner da
   CHECK(q.size() == 1);
 }
 
+TEST_CASE("TimerQueue: pop_due into a batch takes at most max due timers, earliest first") {
+  TimerQueue q;
+  for (uint64_t i = 0; i < 5; ++i) q.schedule(10 + i, 0, 0, int64_t(100 * (5 - i)));  // 500..100
+  q.schedule(99, 0, 0, 1000);
+  TimerEntry out[3];
+  CHECK(q.pop_due(50, out, 3) == 0);
+  REQUIRE(q.pop_due(500, out, 3) == 3);
+  CHECK(out[0].owner_id == 14);  // deadline 100
+  CHECK(out[1].owner_id == 13);
+  CHECK(out[2].owner_id == 12);
+  // What is scheduled between two batches takes its place among the rest.
+  q.schedule(7, 0, 0, 350);
+  REQUIRE(q.pop_due(500, out, 3) == 3);
+  CHECK(out[0].owner_id == 7);
+  CHECK(out[1].owner_id == 11);
+  CHECK(out[2].owner_id == 10);
+  CHECK(q.pop_due(500, out, 3) == 0);
+  CHECK(q.size() == 1);
+  CHECK(q.next_deadline() == 1000);
+}
+
 TEST_CASE("TimerQueue: timers with one deadline fire in scheduling order") {
   TimerQueue q;
   for (uint64_t i = 0; i < 50; ++i) q.schedule(i, 0, 0, 500);

@@ -221,3 +221,16 @@ TEST_CASE("layer: destroying the layer with live transactions calls no one") {
   CHECK(f.tu.events.size() == events);
   CHECK(f.tu.terminated.empty());
 }
+
+TEST_CASE("layer: one on_timer fires every due timer, however many batches they fill") {
+  Fixture f;
+  for (int i = 0; i < 100; ++i)
+    f.start(downstream("OPTIONS", "z9hG4bKsb0.n" + std::to_string(i)).text(), kDownstream);
+  CHECK(f.layer->size() == 100);
+  // Past Timer F (64·T1) in one step: each transaction's Timer E and then its Timer F are due.
+  f.env.clock_.advance(40'000);
+  f.tick();
+  CHECK(f.tu.count("client timeout") == 100);
+  CHECK(f.layer->size() == 0);
+  CHECK(f.layer->counters().active_client_non_invite == 0);
+}
