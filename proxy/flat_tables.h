@@ -141,6 +141,7 @@ class HashIndex {
     auto* s = slots_.find(hash, std::forward<Same>(same));
     return s ? s->ptr : nullptr;
   }
+  void prefetch(uint64_t hash) const { slots_.prefetch(hash); }
   void insert(uint64_t hash, T* p) { slots_.insert(hash, p); }
   // Removes the entry of `p` under `hash`; false when there is none.
   bool erase(uint64_t hash, T* p) {
