@@ -167,13 +167,22 @@ uint64_t ProxyCore::loop_hash(const core::Message& req) const {
 }
 
 bool ProxyCore::is_loop(const core::Message& req, uint64_t hash) const {
-  std::string want = hex(hash);
-  bool loop = false;
+  char buf[16];
+  const std::string_view want(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, hash, 16).ptr - buf));
+  auto ours_with_hash = [&](const core::Via& via) {
+    if (!identity_.via_is_us(via) || !core::branch_worker(via.branch)) return false;
+    size_t dot = via.branch.rfind('.');
+    return dot != std::string_view::npos && via.branch.substr(dot + 1) == want;
+  };
+  // The top Via is parsed already (the message's own view); only the others are parsed here.
+  bool top = true, loop = false;
   req.for_each_value(core::HeaderId::Via, [&](std::string_view v) {
-    auto via = core::parse_via(v);
-    if (!via || !identity_.via_is_us(*via) || !core::branch_worker(via->branch)) return true;
-    size_t dot = via->branch.rfind('.');
-    if (dot != std::string_view::npos && via->branch.substr(dot + 1) == want) loop = true;
+    if (top) {
+      top = false;
+      loop = ours_with_hash(req.top_via());
+    } else if (auto via = core::parse_via(v)) {
+      loop = ours_with_hash(*via);
+    }
     return !loop;
   });
   return loop;

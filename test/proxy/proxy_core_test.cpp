@@ -109,6 +109,16 @@ TEST_CASE("proxy core: §16.3 step 4 a spiral is relayed, a loop gets 482") {
   REQUIRE(loop.size() == 1);
   CHECK(top_branch(loop[0]) == top_branch(pass2));
   CHECK(f.requests_to(kSelfUdp, "INVITE", m0).empty());
+
+  // The same loop through another proxy: our Via is no longer the top one, and is found.
+  std::string via_other = pass2;
+  via_other.insert(via_other.find("\r\n") + 2,
+                   "Via: SIP/2.0/UDP 192.0.2.20:5070;branch=z9hG4bKother.proxy\r\n");
+  size_t m1 = f.mark();
+  f.deliver(via_other, kSelfUdp);
+  CHECK(f.core->counters().loops == 2);
+  CHECK(f.responses_to(make_peer("127.0.0.1", 5070), 482, m1).size() == 1);  // received, Via port
+  CHECK(f.requests_to(kSelfUdp, "INVITE", m1).empty());
 }
 
 TEST_CASE("proxy core: OPTIONS to the proxy itself is answered 200 with Allow") {
