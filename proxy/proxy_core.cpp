@@ -17,10 +17,15 @@ namespace sb::proxy {
 
 namespace {
 
-std::string hex(uint64_t v) {
-  char buf[20];
+// `v` in lower-case hex, written into `buf`: the loop hash in a branch, tags.
+std::string_view hex_into(char (&buf)[16], uint64_t v) {
   auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
-  return std::string(buf, static_cast<size_t>(r.ptr - buf));
+  return {buf, static_cast<size_t>(r.ptr - buf)};
+}
+
+std::string hex(uint64_t v) {
+  char buf[16];
+  return std::string(hex_into(buf, v));
 }
 
 // FNV-1a, stable across runs: the loop hash must match what an earlier pass computed.
@@ -118,7 +123,8 @@ std::string ProxyCore::new_branch(uint64_t loop) {
   b.reserve(48);
   core::append_branch(b, settings_.worker_id, next_branch_++);
   b += '.';
-  b += hex(loop & 0xffffffffull);
+  char buf[16];
+  b += hex_into(buf, loop & 0xffffffffull);
   return b;
 }
 
@@ -168,7 +174,7 @@ uint64_t ProxyCore::loop_hash(const core::Message& req) const {
 
 bool ProxyCore::is_loop(const core::Message& req, uint64_t hash) const {
   char buf[16];
-  const std::string_view want(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, hash, 16).ptr - buf));
+  const std::string_view want = hex_into(buf, hash);
   auto ours_with_hash = [&](const core::Via& via) {
     if (!identity_.via_is_us(via) || !core::branch_worker(via.branch)) return false;
     size_t dot = via.branch.rfind('.');
