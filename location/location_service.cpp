@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <memory_resource>
 #include <new>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/scratch.h"
 #include "core/sip_headers.h"
 #include "core/text.h"
 #include "core/uri.h"
@@ -650,8 +652,10 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
   if (aor.empty()) return faults::kBadAor;
   const Limits limits = req.limits.value_or(settings_.limits);
   const std::string path = join_path(req.path);
+  // The temporaries below live on the stack for the usual REGISTER of a few Contacts.
+  core::Scratch<4096> scratch;
   // Parse and check what the request brings before taking the lock.
-  std::vector<core::Uri> uris;
+  std::pmr::vector<core::Uri> uris(scratch.resource());
   uris.reserve(changes.size());
   for (const BindingChange& c : changes) {
     auto u = core::parse_uri(c.contact);
@@ -671,7 +675,7 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
     bool removed = false;
     std::optional<core::Uri> old_uri;       // old's URI, parsed on first comparison
   };
-  std::vector<Item> items;
+  std::pmr::vector<Item> items(scratch.resource());
   UpdateOutcome out;
 
   const int64_t now = clock_.wall_ms();
@@ -679,6 +683,7 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
   Shard& s = shard_for(aor, aor_hash);
   std::lock_guard lock(s.mu);
   AorEntry* entry = s.map.find(aor, aor_hash);
+  items.reserve((entry ? entry->count() : 0) + changes.size());
   if (entry) {
     // Expired but not yet swept: already gone as far as anyone can see.
     for (Record** p = &entry->head; *p;) {
@@ -779,9 +784,11 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
   if (!entry) return out;  // nothing stored, nothing to store
 
   // Every check passed: apply.
-  std::vector<Record*> next;
+  std::pmr::vector<Record*> next(scratch.resource());
   next.reserve(new_count);
-  std::vector<std::pair<Record*, size_t>> touched;  // with their Contact's index
+  // The bindings this request wrote, with their Contact's index.
+  std::pmr::vector<std::pair<Record*, size_t>> touched(scratch.resource());
+  touched.reserve(changes.size());
   for (Item& item : items) {
     if (item.removed) {
       if (item.old) {
@@ -821,11 +828,15 @@ core::Result<UpdateOutcome> LocationService::update(std::string_view aor,
       if (t == r) return o;
     return SIZE_MAX;
   };
-  std::stable_sort(next.begin(), next.end(), [&](const Record* a, const Record* b) {
+  auto before = [&](const Record* a, const Record* b) {
     if (a->q != b->q) return a->q > b->q;
     if (a->received_at != b->received_at) return a->received_at > b->received_at;
     return order_of(a) < order_of(b);
-  });
+  };
+  // A stable insertion sort: an AOR has a few bindings, and std::stable_sort would take a
+  // buffer from the heap for them.
+  for (auto it = next.begin(); it != next.end(); ++it)
+    std::rotate(std::upper_bound(next.begin(), it, *it, before), it, it + 1);
   entry->head = nullptr;
   Record** tail = &entry->head;
   for (Record* r : next) {

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
+#include <memory_resource>
 
 #include "core/branch.h"
 #include "core/log.h"
 #include "core/response.h"
+#include "core/scratch.h"
 #include "core/splice.h"
 #include "core/text.h"
 #include "proxy/response_context.h"
@@ -197,7 +199,8 @@ bool ProxyCore::is_loop(const core::Message& req, uint64_t hash) const {
 void ProxyCore::reply(ServerTransaction& txn, const core::Message& req, int status,
                       std::string_view reason, std::span<const std::string> headers,
                       std::string_view body, std::string_view to_tag) {
-  std::vector<std::string_view> lines(headers.begin(), headers.end());
+  core::Scratch<512> scratch;  // room for 32 lines: the views need no heap
+  std::pmr::vector<std::string_view> lines(headers.begin(), headers.end(), scratch.resource());
   std::string_view tag = to_tag;
   std::string own_tag;
   if (tag.empty()) {

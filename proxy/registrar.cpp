@@ -2,7 +2,9 @@
 
 #include <cstdio>
 #include <ctime>
+#include <memory_resource>
 
+#include "core/scratch.h"
 #include "core/sip_headers.h"
 #include "core/text.h"
 #include "core/uri.h"
@@ -67,7 +69,10 @@ std::string format_q(uint16_t q1000) {
 
 // RFC 3261 §10.3 step 8: one Contact per binding, with the seconds it has left.
 std::string contact_line(const location::Binding& b, int64_t now) {
-  std::string s = "Contact: <";
+  std::string s;
+  // One allocation: the fixed text and the numbers take under 64 characters.
+  s.reserve(b.contact.size() + b.params.size() + b.instance.size() + 64);
+  s += "Contact: <";
   s += b.contact;
   s += '>';
   if (!b.params.empty()) s.append(";").append(b.params);
@@ -83,12 +88,21 @@ std::string contact_line(const location::Binding& b, int64_t now) {
 }  // namespace
 
 std::string rfc1123_date(int64_t wall_ms) {
+  std::string out;
+  append_rfc1123_date(out, wall_ms);
+  return out;
+}
+
+void append_rfc1123_date(std::string& out, int64_t wall_ms) {
   // Every REGISTER in one second carries the same Date: format it once per second (per
   // worker thread: no sharing).
   thread_local int64_t cached_s = -1;
   thread_local std::string cached;
   const int64_t s = wall_ms / 1000;
-  if (s == cached_s) return cached;
+  if (s == cached_s) {
+    out += cached;
+    return;
+  }
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -102,7 +116,7 @@ std::string rfc1123_date(int64_t wall_ms) {
                 tm.tm_sec);
   cached = buf;
   cached_s = s;
-  return cached;
+  out += cached;
 }
 
 Registrar::Registrar(location::LocationService& location, const core::Clock& clock,
@@ -165,7 +179,9 @@ RegistrarReply Registrar::handle(const core::Message& reg, const core::Peer& sou
     if (!e) return bad_request(core::in_header(e.error(), "Expires"));
     expires_header = *e;
   }
-  std::vector<core::ContactValue> contacts;
+  // The temporaries below live on the stack for the usual REGISTER of a few Contacts.
+  core::Scratch<4096> scratch;
+  std::pmr::vector<core::ContactValue> contacts(scratch.resource());
   bool star = false;
   core::Status bad;
   reg.for_each_value(core::HeaderId::Contact, [&](std::string_view v) {
@@ -188,8 +204,8 @@ RegistrarReply Registrar::handle(const core::Message& reg, const core::Peer& sou
   if (star && expires_header.value_or(1) != 0)
     return reply(400, "bad Contact: '*' requires Expires: 0");
 
-  std::vector<location::BindingChange> changes;
-  std::vector<std::string> params;  // owns what changes[i].params views
+  std::pmr::vector<location::BindingChange> changes(scratch.resource());
+  std::pmr::vector<std::string> params(scratch.resource());  // owns what changes[i].params views
   changes.reserve(contacts.size());
   params.reserve(contacts.size());
   bool outbound = false;
@@ -233,7 +249,7 @@ RegistrarReply Registrar::handle(const core::Message& reg, const core::Peer& sou
   }
 
   // RFC 3327 §5.3: the Path values are stored with the bindings, topmost first.
-  std::vector<std::string_view> path;
+  std::pmr::vector<std::string_view> path(scratch.resource());
   reg.for_each_value(core::HeaderId::Path, [&](std::string_view v) {
     if (!v.empty()) path.push_back(v);
     return true;
@@ -266,13 +282,18 @@ RegistrarReply Registrar::handle(const core::Message& reg, const core::Peer& sou
 
   // Step 8: 200 with every current binding.
   RegistrarReply r = reply(200, "OK");
+  r.headers.reserve(res->bindings.size() + 3);
   const int64_t now = clock_.wall_ms();
   for (const location::Binding& b : res->bindings) {
     // Static bindings belong to the operator: a UA can neither refresh nor remove them.
     if (b.is_static()) continue;
     r.headers.push_back(contact_line(b, now));
   }
-  r.headers.push_back("Date: " + rfc1123_date(now));
+  std::string date;
+  date.reserve(40);  // "Date: " and the 29 characters of an RFC 1123 date
+  date += "Date: ";
+  append_rfc1123_date(date, now);
+  r.headers.push_back(std::move(date));
   if (!path.empty() && supports(reg, "path")) {
     std::string line = "Path: ";
     for (size_t i = 0; i < path.size(); ++i) {

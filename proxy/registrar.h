@@ -85,5 +85,7 @@ class Registrar {
 
 // "Tue, 14 Nov 2023 22:13:20 GMT" (RFC 3261 §20.17, RFC 1123 date in GMT).
 std::string rfc1123_date(int64_t wall_ms);
+// The same appended to `out` (no string of its own: a 200 to a REGISTER builds its Date line).
+void append_rfc1123_date(std::string& out, int64_t wall_ms);
 
 }  // namespace sb::proxy

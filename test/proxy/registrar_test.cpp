@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/response.h"
+#include "test/support/heap_count.h"
 
 using namespace sb;
 using proxy::RegistrarReply;
@@ -65,6 +66,10 @@ struct Fixture {
   core::Message last;
 
   Fixture() {
+    peer.protocol = core::Protocol::Udp;
+    peer.endpoint = *core::Endpoint::parse("192.0.2.10", 5060);
+  }
+  explicit Fixture(const location::Settings& table) : loc{clock, table, nullptr} {
     peer.protocol = core::Protocol::Udp;
     peer.endpoint = *core::Endpoint::parse("192.0.2.10", 5060);
   }
@@ -526,4 +531,54 @@ TEST_CASE("registrar answers only REGISTER") {
 TEST_CASE("rfc1123_date") {
   CHECK(proxy::rfc1123_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT");
   CHECK(proxy::rfc1123_date(1'700'000'000'000) == "Tue, 14 Nov 2023 22:13:20 GMT");
+}
+
+TEST_CASE("rfc1123_date appended: the same text after what the string holds") {
+  std::string line = "Date: ";
+  proxy::append_rfc1123_date(line, 1'700'000'000'000);
+  CHECK(line == "Date: Tue, 14 Nov 2023 22:13:20 GMT");
+  proxy::append_rfc1123_date(line, 1'700'000'000'999);  // the same second, from the cache
+  CHECK(line == "Date: Tue, 14 Nov 2023 22:13:20 GMTTue, 14 Nov 2023 22:13:20 GMT");
+}
+
+// The design's "no per-message heap churn": the registrar's temporaries (the parsed Contacts,
+// the changes, the location service's work lists, the Date text) live on the stack. What a
+// REGISTER still allocates is what it keeps (the binding, a new AOR) or hands back (the
+// bindings and the header lines of the 200).
+TEST_CASE("REGISTER: heap allocations are only what the table keeps and the 200 returns") {
+  // One shard, so the AOR warmed up below gives alice's shard its table (16 slots, grown at
+  // the 13th AOR); this thread's Date is cached by it too.
+  location::Settings table = table_settings();
+  table.shards = 1;
+  Fixture f(table);
+  Register warm;
+  warm.to = "<sip:warm@example.com>";
+  warm.call_id = "warm-1@192.0.2.10";
+  warm.headers = "Contact: <sip:warm@192.0.2.10:5060>\r\n";
+  REQUIRE(f.send(warm).status == 200);
+  Register first;
+  first.headers = "Contact: <sip:alice@192.0.2.10:5060>;expires=600\r\n";
+  Register refresh = first;
+  refresh.cseq = 2;
+  f.texts.push_back(first.text());
+  f.texts.push_back(refresh.text());
+  REQUIRE(f.last.parse(f.texts[f.texts.size() - 2]).ok());
+
+  uint64_t fresh_allocs = 0;
+  {
+    test::HeapCount n;
+    RegistrarReply r = f.registrar.handle(f.last, f.peer);
+    fresh_allocs = n.count();
+    CHECK(r.status == 200);
+  }
+  // The canonical AOR; the Record and the AOR entry the table keeps; the outcome's vector
+  // and its Binding's contact and Call-ID; the 200's header vector, Contact line and Date line.
+  CHECK(fresh_allocs == 9);
+
+  REQUIRE(f.last.parse(f.texts.back()).ok());
+  test::HeapCount n;
+  RegistrarReply r = f.registrar.handle(f.last, f.peer);
+  CHECK(r.status == 200);
+  // A refresh: the same, less the AOR entry (it exists).
+  CHECK(n.count() == 8);
 }
