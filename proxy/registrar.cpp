@@ -282,7 +282,7 @@ RegistrarReply Registrar::handle(const core::Message& reg, const core::Peer& sou
 
   // Step 8: 200 with every current binding.
   RegistrarReply r = reply(200, "OK");
-  r.headers.reserve(res->bindings.size() + 3);
+  r.headers.reserve(res->bindings.size() + 3);  // the Contacts, Date, Path, Require
   const int64_t now = clock_.wall_ms();
   for (const location::Binding& b : res->bindings) {
     // Static bindings belong to the operator: a UA can neither refresh nor remove them.
