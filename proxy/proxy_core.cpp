@@ -70,12 +70,6 @@ std::optional<core::Peer> via_destination(const core::Via& via) {
   return p;
 }
 
-// The request's top Via with what §18.2.1 / RFC 3581 §4 ask the receiving side to add
-// (received, the rport value): the transport's rule, shared with everything that answers.
-std::string top_via_with_received(const core::Message& req, const core::Peer& from) {
-  return transport::stamped_via(req.top_via(), from);
-}
-
 // A new branch of the target set, in `group`, owned by the context (STYLE.md 8).
 void add_branch(ResponseContext& ctx, Target target, uint32_t group) {
   auto b = std::make_unique<Branch>();
@@ -120,31 +114,37 @@ ResponseContext* ProxyCore::find_context(uint64_t id) {
   return it == contexts_.end() ? nullptr : it->second.get();
 }
 
-std::string ProxyCore::new_branch(uint64_t loop) {
-  std::string b;
-  b.reserve(48);
-  core::append_branch(b, settings_.worker_id, next_branch_++);
-  b += '.';
+void ProxyCore::append_new_branch(std::string& out, uint64_t loop) {
+  core::append_branch(out, settings_.worker_id, next_branch_++);
+  out += '.';
   char buf[16];
-  b += hex_into(buf, loop & 0xffffffffull);
-  return b;
+  out += hex_into(buf, loop & 0xffffffffull);
 }
 
 std::string ProxyCore::local_tag(uint64_t unique) const {
   return "sb" + hex(settings_.worker_id) + "." + hex(unique);
 }
 
-std::string ProxyCore::make_via(size_t listener, std::string_view branch, bool reply) const {
+template <class WriteBranch>
+std::string_view ProxyCore::append_forwarded_via(std::string& out, size_t listener, bool reply,
+                                                 const core::Message& req, const core::Peer& from,
+                                                 WriteBranch&& write_branch) const {
   const LocalListener& l = identity_.listeners()[listener];
-  std::string v;
-  v.reserve(64 + branch.size());
-  v += "SIP/2.0/";
-  v += core::protocol_name(l.protocol);
-  v += ' ';
-  l.append_hostport(v, reply);
-  v += ";branch=";
-  v += branch;
-  return v;
+  const core::Via& top = req.top_via();
+  // Ours takes under 128 characters (an IPv6 host:port and a branch included); stamping
+  // the received one adds under 64 (";received=" and an address, a filled rport).
+  out.reserve(out.size() + 192 + top.raw.size());
+  out += "SIP/2.0/";
+  out += core::protocol_name(l.protocol);
+  out += ' ';
+  l.append_hostport(out, reply);
+  out += ";branch=";
+  const size_t at = out.size();
+  write_branch(out);
+  const size_t len = out.size() - at;
+  out += ", ";
+  transport::append_stamped_via(out, top, from);
+  return std::string_view(out).substr(at, len);
 }
 
 std::string ProxyCore::record_route_value(size_t listener) const {
@@ -479,10 +479,9 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
       continue;
     }
     const core::Message& req = ctx.request();
-    std::string branch = new_branch(ctx.loop_hash);
-    std::string via = make_via(*out, branch, true);
-    via += ", ";
-    via += top_via_with_received(req, ctx.source_);
+    std::string via;
+    const std::string_view branch = append_forwarded_via(
+        via, *out, true, req, ctx.source_, [&](std::string& v) { append_new_branch(v, ctx.loop_hash); });
 
     core::SpliceEdits e;
     e.request_uri = b.target.uri;
@@ -964,9 +963,10 @@ void ProxyCore::send_stateless(const core::Message& m, const core::Peer& peer, c
                                int skip, uint64_t branch_hash, const std::string& strict_ruri) {
   auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
   if (!out) return;
-  std::string branch;
-  core::append_branch(branch, settings_.worker_id, branch_hash);
-  std::string via = make_via(*out, branch, false) + ", " + top_via_with_received(m, src);
+  std::string via;
+  append_forwarded_via(via, *out, false, m, src, [&](std::string& v) {
+    core::append_branch(v, settings_.worker_id, branch_hash);
+  });
   core::SpliceEdits e;
   e.add_via = via;
   e.remove_top_via = true;

@@ -70,11 +70,19 @@ core::Peer response_destination(const core::Via& via, const core::Peer& from) {
 }
 
 std::string stamped_via(const core::Via& via, const core::Peer& from) {
-  bool add_received = needs_received(via, from);
-  bool fill_rport = wants_rport(via) && from.endpoint.valid();
-  if (!add_received && !fill_rport) return std::string(via.raw);
   std::string out;
   out.reserve(via.raw.size() + 64);
+  append_stamped_via(out, via, from);
+  return out;
+}
+
+void append_stamped_via(std::string& out, const core::Via& via, const core::Peer& from) {
+  bool add_received = needs_received(via, from);
+  bool fill_rport = wants_rport(via) && from.endpoint.valid();
+  if (!add_received && !fill_rport) {
+    out.append(via.raw);
+    return;
+  }
   if (via.params.empty()) {
     out.append(via.raw);
   } else {
@@ -106,10 +114,9 @@ std::string stamped_via(const core::Via& via, const core::Peer& from) {
       }
       i = e + 1;
     }
-    if (first && !out.empty() && out.back() == ';') out.pop_back();  // every param was dropped
+    if (first && out.back() == ';') out.pop_back();  // every param was dropped
   }
   if (add_received) out.append(";received=").append(from.endpoint.ip());
-  return out;
 }
 
 }  // namespace sb::transport

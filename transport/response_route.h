@@ -28,5 +28,7 @@ core::Peer response_destination(const core::Via& top_via, const core::Peer& rece
 // not that IP (a name, or another address) or when the Via asks for rport. Splice it over
 // top_via.raw. Returns top_via.raw unchanged when nothing is to be added.
 std::string stamped_via(const core::Via& top_via, const core::Peer& from);
+// The same appended to `out` (a forwarded request's Via line is built in one string).
+void append_stamped_via(std::string& out, const core::Via& top_via, const core::Peer& from);
 
 }  // namespace sb::transport
