@@ -480,8 +480,9 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     }
     const core::Message& req = ctx.request();
     std::string via;
-    const std::string_view branch = append_forwarded_via(
-        via, *out, true, req, ctx.source_, [&](std::string& v) { append_new_branch(v, ctx.loop_hash); });
+    const std::string_view branch =
+        append_forwarded_via(via, *out, true, req, ctx.source_,
+                             [&](std::string& v) { append_new_branch(v, ctx.loop_hash); });
 
     core::SpliceEdits e;
     e.request_uri = b.target.uri;
