@@ -70,6 +70,31 @@ std::optional<core::Peer> via_destination(const core::Via& via) {
   return p;
 }
 
+// A forwarded request's Via value, appended to `out` in one allocation: ours for a request
+// leaving from `l`, its branch written by `write_branch(out)`, then the request's top Via as
+// received from `from` and stamped (§16.6 step 8, §18.2.1). `reply`: the request starts a
+// client transaction, so our Via names this worker's reply port when the listener has one
+// (LocalListener). Returns the branch, a view into `out` (valid until `out` changes).
+template <class WriteBranch>
+std::string_view append_forwarded_via(std::string& out, const LocalListener& l, bool reply,
+                                      const core::Via& top, const core::Peer& from,
+                                      WriteBranch&& write_branch) {
+  // Ours takes under 128 characters (an IPv6 host:port and a branch included); stamping
+  // the received one adds under 64 (";received=" and an address, a filled rport).
+  out.reserve(out.size() + 192 + top.raw.size());
+  out += "SIP/2.0/";
+  out += core::protocol_name(l.protocol);
+  out += ' ';
+  l.append_hostport(out, reply);
+  out += ";branch=";
+  const size_t at = out.size();
+  write_branch(out);
+  const size_t len = out.size() - at;
+  out += ", ";
+  transport::append_stamped_via(out, top, from);
+  return std::string_view(out).substr(at, len);
+}
+
 // A new branch of the target set, in `group`, owned by the context (STYLE.md 8).
 void add_branch(ResponseContext& ctx, Target target, uint32_t group) {
   auto b = std::make_unique<Branch>();
@@ -123,28 +148,6 @@ void ProxyCore::append_new_branch(std::string& out, uint64_t loop) {
 
 std::string ProxyCore::local_tag(uint64_t unique) const {
   return "sb" + hex(settings_.worker_id) + "." + hex(unique);
-}
-
-template <class WriteBranch>
-std::string_view ProxyCore::append_forwarded_via(std::string& out, size_t listener, bool reply,
-                                                 const core::Message& req, const core::Peer& from,
-                                                 WriteBranch&& write_branch) const {
-  const LocalListener& l = identity_.listeners()[listener];
-  const core::Via& top = req.top_via();
-  // Ours takes under 128 characters (an IPv6 host:port and a branch included); stamping
-  // the received one adds under 64 (";received=" and an address, a filled rport).
-  out.reserve(out.size() + 192 + top.raw.size());
-  out += "SIP/2.0/";
-  out += core::protocol_name(l.protocol);
-  out += ' ';
-  l.append_hostport(out, reply);
-  out += ";branch=";
-  const size_t at = out.size();
-  write_branch(out);
-  const size_t len = out.size() - at;
-  out += ", ";
-  transport::append_stamped_via(out, top, from);
-  return std::string_view(out).substr(at, len);
 }
 
 std::string ProxyCore::record_route_value(size_t listener) const {
@@ -481,7 +484,7 @@ void ProxyCore::send_branch(ResponseContext& ctx, Branch& b) {
     const core::Message& req = ctx.request();
     std::string via;
     const std::string_view branch =
-        append_forwarded_via(via, *out, true, req, ctx.source_,
+        append_forwarded_via(via, identity_.listeners()[*out], true, req.top_via(), ctx.source_,
                              [&](std::string& v) { append_new_branch(v, ctx.loop_hash); });
 
     core::SpliceEdits e;
@@ -965,9 +968,9 @@ void ProxyCore::send_stateless(const core::Message& m, const core::Peer& peer, c
   auto out = identity_.outgoing(peer.protocol, peer.endpoint.family());
   if (!out) return;
   std::string via;
-  append_forwarded_via(via, *out, false, m, src, [&](std::string& v) {
-    core::append_branch(v, settings_.worker_id, branch_hash);
-  });
+  const uint32_t worker = settings_.worker_id;
+  append_forwarded_via(via, identity_.listeners()[*out], false, m.top_via(), src,
+                       [&](std::string& v) { core::append_branch(v, worker, branch_hash); });
   core::SpliceEdits e;
   e.add_via = via;
   e.remove_top_via = true;

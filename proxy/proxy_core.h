@@ -115,15 +115,6 @@ class ProxyCore final : public TransactionUser {
   void maybe_destroy(ResponseContext& ctx);
   void trim(ResponseContext& ctx);
   ResponseContext* find_context(uint64_t id);
-  // A forwarded request's Via value, appended to `out` in one allocation: ours for a request
-  // leaving from `listener`, its branch written by `write_branch(out)`, then `req`'s top Via
-  // as received from `from` and stamped (§16.6 step 8, §18.2.1). `reply`: the request starts
-  // a client transaction, so our Via names this worker's reply port when the listener has
-  // one (LocalListener). Returns the branch, a view into `out` (valid until `out` changes).
-  template <class WriteBranch>
-  std::string_view append_forwarded_via(std::string& out, size_t listener, bool reply,
-                                        const core::Message& req, const core::Peer& from,
-                                        WriteBranch&& write_branch) const;
   std::string record_route_value(size_t listener) const;
   // A new branch of this worker: unique, with the request's loop hash (§16.6 step 8).
   void append_new_branch(std::string& out, uint64_t loop);
