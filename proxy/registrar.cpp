@@ -70,8 +70,9 @@ std::string format_q(uint16_t q1000) {
 // RFC 3261 §10.3 step 8: one Contact per binding, with the seconds it has left.
 std::string contact_line(const location::Binding& b, int64_t now) {
   std::string s;
-  // One allocation: the fixed text and the numbers take under 64 characters.
-  s.reserve(b.contact.size() + b.params.size() + b.instance.size() + 64);
+  // One allocation: the fixed text and the numbers take at most 72 characters ("Contact:
+  // <>", ";", ";q=0.xxx", ";+sip.instance=", ";reg-id=" and ";expires=" with 10 digits each).
+  s.reserve(b.contact.size() + b.params.size() + b.instance.size() + 72);
   s += "Contact: <";
   s += b.contact;
   s += '>';
@@ -86,12 +87,6 @@ std::string contact_line(const location::Binding& b, int64_t now) {
 }
 
 }  // namespace
-
-std::string rfc1123_date(int64_t wall_ms) {
-  std::string out;
-  append_rfc1123_date(out, wall_ms);
-  return out;
-}
 
 void append_rfc1123_date(std::string& out, int64_t wall_ms) {
   // Every REGISTER in one second carries the same Date: format it once per second (per

@@ -83,9 +83,8 @@ class Registrar {
   RegisterAuthorizer authorizer_;
 };
 
-// "Tue, 14 Nov 2023 22:13:20 GMT" (RFC 3261 §20.17, RFC 1123 date in GMT).
-std::string rfc1123_date(int64_t wall_ms);
-// The same appended to `out` (no string of its own: a 200 to a REGISTER builds its Date line).
+// Appends "Tue, 14 Nov 2023 22:13:20 GMT" (RFC 3261 §20.17, an RFC 1123 date in GMT) to
+// `out`: a 200 to a REGISTER builds its Date line in one string.
 void append_rfc1123_date(std::string& out, int64_t wall_ms);
 
 }  // namespace sb::proxy

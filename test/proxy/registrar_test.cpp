@@ -528,12 +528,10 @@ TEST_CASE("registrar answers only REGISTER") {
   CHECK(values(r, "Allow") == Strings{"REGISTER"});
 }
 
-TEST_CASE("rfc1123_date") {
-  CHECK(proxy::rfc1123_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT");
-  CHECK(proxy::rfc1123_date(1'700'000'000'000) == "Tue, 14 Nov 2023 22:13:20 GMT");
-}
-
-TEST_CASE("rfc1123_date appended: the same text after what the string holds") {
+TEST_CASE("rfc1123 date, appended after what the string holds") {
+  std::string epoch;
+  proxy::append_rfc1123_date(epoch, 0);
+  CHECK(epoch == "Thu, 01 Jan 1970 00:00:00 GMT");
   std::string line = "Date: ";
   proxy::append_rfc1123_date(line, 1'700'000'000'000);
   CHECK(line == "Date: Tue, 14 Nov 2023 22:13:20 GMT");
