@@ -237,15 +237,17 @@ Status Message::check_headers() {
   } else {
     err.note(Error{"missing", 400, "CSeq"});
   }
+  // A response's From and To URIs are not parsed: nothing reads them (a proxy matches and
+  // relays a response by its Via, CSeq and tags), and they cost a URI parse each.
   if (const Header* h = find(HeaderId::From)) {
-    Status st = parse_name_addr(h->value, from_);
+    Status st = parse_name_addr(h->value, from_, is_request_);
     has_from_ = st.ok();
     if (!st) err.note(in_header(st.error(), "From"));
   } else {
     err.note(Error{"missing", 400, "From"});
   }
   if (const Header* h = find(HeaderId::To)) {
-    Status st = parse_name_addr(h->value, to_);
+    Status st = parse_name_addr(h->value, to_, is_request_);
     has_to_ = st.ok();
     if (!st) err.note(in_header(st.error(), "To"));
   } else {

@@ -93,6 +93,8 @@ class Message {
   int via_count() const { return via_count_; }
   std::string_view call_id() const { return call_id_; }
   const CSeq& cseq() const { return cseq_; }
+  // In a response, from() and to() are delimited, not parsed down to their URIs: their
+  // uri_text, display and params (the tags) are set, their `uri` is empty.
   const NameAddr& from() const { return from_; }
   const NameAddr& to() const { return to_; }
   bool has_from() const { return has_from_; }

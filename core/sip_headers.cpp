@@ -199,7 +199,7 @@ std::optional<std::string_view> NameAddr::param(std::string_view name) const {
   return find_param(params, name);
 }
 
-Status parse_name_addr(std::string_view value, NameAddr& na) {
+Status parse_name_addr(std::string_view value, NameAddr& na, bool with_uri) {
   na = NameAddr{};
   na.raw = value;
   const std::string_view s = trim(value);
@@ -261,6 +261,7 @@ Status parse_name_addr(std::string_view value, NameAddr& na) {
     }
   }
   if (has_params && !valid_params(na.params)) return Error{"empty or malformed parameter"};
+  if (!with_uri) return {};
   return parse_uri(na.uri_text, na.uri);
 }
 

@@ -57,8 +57,10 @@ struct NameAddr {
   std::string_view tag() const { return param("tag").value_or(std::string_view{}); }
 };
 Result<NameAddr> parse_name_addr(std::string_view value);
-// The same into `out` (reset first), without copying the result.
-Status parse_name_addr(std::string_view value, NameAddr& out);
+// The same into `out` (reset first), without copying the result. With `with_uri` false the
+// URI is only delimited (uri_text) and `uri` stays empty: for a response's From and To, which
+// a proxy relays reading only their tags (§16.7).
+Status parse_name_addr(std::string_view value, NameAddr& out, bool with_uri = true);
 
 // Contact: '*' or a name-addr with q / expires.
 struct ContactValue {

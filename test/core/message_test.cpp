@@ -86,6 +86,33 @@ TEST_CASE("message: a response") {
   CHECK(m.reason().empty());
 }
 
+TEST_CASE("message: a response's From and To are delimited, their URIs not parsed") {
+  // A proxy relays a response by its Via, CSeq and tags (§16.7): a URI there that would fail
+  // a request does not stop the response, and the tags are still read.
+  const char* bad_uri = "<sip:a@[2001:db8::1>;tag=1";  // an unterminated IPv6 reference
+  std::string resp = test::msg({"SIP/2.0 200 OK", "Via: SIP/2.0/UDP h;branch=z9hG4bKa",
+                                "To: <sip:b@x;>;tag=2", std::string("From: ") + bad_uri,
+                                "Call-ID: c", "CSeq: 1 INVITE"});
+  Message m;
+  REQUIRE_MESSAGE(m.parse(resp).ok(), err(m.parse(resp)));
+  CHECK(m.from().tag() == "1");
+  CHECK(m.to().tag() == "2");
+  CHECK(m.from().uri_text == "sip:a@[2001:db8::1");
+  CHECK(m.to().uri_text == "sip:b@x;");
+  CHECK(m.from().uri.raw.empty());  // not parsed
+  // The name-addr around the URI is still checked.
+  std::string broken = resp;
+  broken.replace(broken.find(bad_uri), std::string(bad_uri).size(), "<sip:a@x;tag=1");
+  CHECK(describe(m.parse(broken).error()) == "bad From: missing '>'");
+  // A request's URIs are parsed: the same From is a 400 there.
+  std::string req = request();
+  size_t b = req.find("From: ");
+  req.replace(b, req.find("\r\n", b) - b, std::string("From: ") + bad_uri);
+  Status st = m.parse(req);
+  REQUIRE_FALSE(st.ok());
+  CHECK(describe(st.error()) == "bad From: unterminated IPv6 reference");
+}
+
 TEST_CASE("message: every compact form maps to its header") {
   struct C {
     char c;
