@@ -69,13 +69,6 @@ core::Peer response_destination(const core::Via& via, const core::Peer& from) {
   return to;
 }
 
-std::string stamped_via(const core::Via& via, const core::Peer& from) {
-  std::string out;
-  out.reserve(via.raw.size() + 64);
-  append_stamped_via(out, via, from);
-  return out;
-}
-
 void append_stamped_via(std::string& out, const core::Via& via, const core::Peer& from) {
   bool add_received = needs_received(via, from);
   bool fill_rport = wants_rport(via) && from.endpoint.valid();

@@ -26,9 +26,8 @@ core::Peer response_destination(const core::Via& top_via, const core::Peer& rece
 // for a request received from `from`: a bare "rport" gets the source port in place, and
 // ";received=IP" is appended (replacing any received param it had) when the sent-by host is
 // not that IP (a name, or another address) or when the Via asks for rport. Splice it over
-// top_via.raw. Returns top_via.raw unchanged when nothing is to be added.
-std::string stamped_via(const core::Via& top_via, const core::Peer& from);
-// The same appended to `out` (a forwarded request's Via line is built in one string).
+// top_via.raw. Appended to `out` (a forwarded request's Via line is built in one string,
+// ours first): top_via.raw unchanged when nothing is to be added.
 void append_stamped_via(std::string& out, const core::Via& top_via, const core::Peer& from);
 
 }  // namespace sb::transport

@@ -11,9 +11,18 @@ using sb::core::Endpoint;
 using sb::core::Peer;
 using sb::core::Protocol;
 using sb::transport::response_destination;
-using sb::transport::stamped_via;
 
 namespace {
+
+// The stamped Via as the proxy builds it: appended after its own Via and ", ". The prefix
+// must come through untouched; the stamped part is returned.
+std::string stamped_via(const sb::core::Via& v, const Peer& from) {
+  const std::string ours = "SIP/2.0/UDP 192.0.2.99;branch=z9hG4bKsb0.1.2, ";
+  std::string out = ours;
+  sb::transport::append_stamped_via(out, v, from);
+  CHECK(out.compare(0, ours.size(), ours) == 0);
+  return out.substr(ours.size());
+}
 
 Peer peer(Protocol p, const char* ip, uint16_t port, ConnectionId c = {}) {
   Peer x;
@@ -131,6 +140,9 @@ TEST_CASE("stamped_via: fills rport in place and appends received") {
   CHECK(stamped_via(via("SIP/2.0/UDP 10.0.0.2;received=1.2.3.4;branch=z9hG4bK1"), from) ==
         "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1;received=203.0.113.9");
   CHECK(stamped_via(via("SIP/2.0/UDP 10.0.0.2"), from) == "SIP/2.0/UDP 10.0.0.2;received=203.0.113.9");
+  // Its only param was the client's received: no ';' is left behind it.
+  CHECK(stamped_via(via("SIP/2.0/UDP 10.0.0.2;received=1.2.3.4"), from) ==
+        "SIP/2.0/UDP 10.0.0.2;received=203.0.113.9");
   // The stamped Via parses and gives the same destination.
   std::string stamped = stamped_via(via("SIP/2.0/UDP 10.0.0.2:5060;rport;branch=z9hG4bK1"), from);
   auto v = via(stamped);  // views into `stamped`

@@ -94,8 +94,9 @@ class Handler final : public transport::MessageHandler {
       s.views_in_bytes = in.parsed->raw().data() == b && inside(in.parsed->call_id()) &&
                          inside(in.parsed->top_via().branch) && inside(in.parsed->from().uri.host);
       if (in.parsed->is_request() && in.parsed->method_text() == "OPTIONS") {
-        std::string resp = "SIP/2.0 200 OK\r\nVia: " + transport::stamped_via(in.parsed->top_via(), in.from) +
-                           "\r\nCall-ID: " + s.call_id + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        std::string resp = "SIP/2.0 200 OK\r\nVia: ";
+        transport::append_stamped_via(resp, in.parsed->top_via(), in.from);
+        resp += "\r\nCall-ID: " + s.call_id + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         core::Peer to = transport::response_destination(in.parsed->top_via(), in.from);
         w.send(to, resp, 7, in.listener);
       }
