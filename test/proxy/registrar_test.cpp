@@ -59,16 +59,13 @@ struct Register {
 
 struct Fixture {
   core::FakeClock clock;  // wall clock starts at 2023-11-14 22:13:20 GMT
-  location::LocationService loc{clock, table_settings(), nullptr};
+  location::LocationService loc;
   proxy::Registrar registrar{loc, clock, registrar_settings()};
   core::Peer peer;
   std::deque<std::string> texts;  // the messages outlive their views
   core::Message last;
 
-  Fixture() {
-    peer.protocol = core::Protocol::Udp;
-    peer.endpoint = *core::Endpoint::parse("192.0.2.10", 5060);
-  }
+  Fixture() : Fixture(table_settings()) {}
   explicit Fixture(const location::Settings& table) : loc{clock, table, nullptr} {
     peer.protocol = core::Protocol::Udp;
     peer.endpoint = *core::Endpoint::parse("192.0.2.10", 5060);
