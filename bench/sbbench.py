@@ -2,6 +2,7 @@
 """bench/sbbench.py: Switchboard and Kamailio under the same SIPp load, on loopback.
 
     sbbench.py run      --proxy P --scenario calls|register --rate R --seconds S [options]
+    sbbench.py rounds   --proxy P REF... [--scenario S] [--rates "1000 500"] [--rounds N]
     sbbench.py maxrate  --proxy P [--rates "1000 1500 ..."] [--seconds S] [--uacs N]
     sbbench.py memory   [--bindings N] [--transactions M]
     sbbench.py campaign --mode quick|full [--out DIR] [--proxies "..."]
@@ -902,6 +903,57 @@ def cmd_run(args):
     return 0 if r["verdict"] == "pass" else 1
 
 
+
+def cmd_rounds(args):
+    """Interleaved rounds: every proxy in turn at every rate, --rounds times over. On these VMs
+    a proxy's CPU per call moves by tens of percent over minutes, so one run of each proxy is
+    one draw; the medians of rounds taken minutes apart compare them (docs/performance.md).
+    The first proxy is the one measured, the others its references."""
+    rates = [int(x) for x in args.rates.split()]
+    got = {}  # (rate, proxy) -> µs per operation of each round (None: the run failed)
+    for k in range(1, args.rounds + 1):
+        for rate in rates:
+            for p in args.proxy:
+                a = run_args(args, proxy=p, rate=rate, label=f"round {k}", latency=False, perf=None,
+                             count_handoffs=False)
+                try:
+                    r = run_one(a)
+                except SetupError as e:
+                    r = {"proxy": p, "scenario": args.scenario, "rate": rate, "seconds": args.seconds,
+                         "label": a.label, "verdict": "error", "why": str(e)}
+                r["round"] = k
+                append_jsonl(args.out, r)
+                log(f"round {k}: " + (short(r) if r["verdict"] != "error" else f"{p} {rate}/s: error {r['why']}"))
+                ok = r["verdict"] == "pass" and isinstance(r.get("cpu_us_per_op"), (int, float))
+                got.setdefault((rate, p), []).append(r["cpu_us_per_op"] if ok else None)
+                time.sleep(1)
+    print(render_rounds(args, rates, got))
+    return 0
+
+
+def render_rounds(args, rates, got):
+    unit = "call" if args.scenario == "calls" else "REGISTER"
+    ours, refs = args.proxy[0], args.proxy[1:]
+    cols = [f"round {k}" for k in range(1, args.rounds + 1)]
+    out = [f"## {args.scenario}: interleaved rounds, µs CPU per {unit} ({args.windows} x {args.seconds} s windows)", "",
+           "| rate/s | proxy | " + " | ".join(cols) + " | median |", "|---:|---|" + "---:|" * (len(cols) + 1)]
+    fmt = lambda v: "-" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
+    for rate in rates:
+        for p in args.proxy:
+            v = got[(rate, p)]
+            out.append(f"| {rate} | {p} | " + " | ".join(fmt(x) for x in v) + f" | {fmt(med(v))} |")
+    if refs:
+        out += ["", f"{ours} ÷ each reference, round by round (the median of the rounds' ratios last):", "",
+                "| rate/s | ÷ | " + " | ".join(cols) + " | median |", "|---:|---|" + "---:|" * (len(cols) + 1)]
+        for rate in rates:
+            for ref in refs:
+                ratios = [a / b if a is not None and b else None
+                          for a, b in zip(got[(rate, ours)], got[(rate, ref)])]
+                m = med(ratios)
+                out.append(f"| {rate} | {ref} | " + " | ".join("-" if x is None else f"{x:.2f}" for x in ratios)
+                           + f" | {'-' if m is None else f'{m:.2f}'} |")
+    return "\n".join(out)
+
 # ------------------------------------------------------------------ max rate
 def others_cores(r):
     """CPU the rest of the machine used during the measurement, in cores: /proc/stat busy time
@@ -1687,6 +1739,17 @@ def main():
     p.add_argument("--out", help="append the result (JSON) to this file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("rounds", help="interleaved rounds of several proxies: per-round figures, ratios, medians")
+    common(p)
+    p.add_argument("--proxy", required=True, nargs="+", choices=sorted(PROXIES),
+                   help="the proxy measured first, then its references (ratios: first ÷ each other)")
+    p.add_argument("--scenario", default="calls", choices=["calls", "register"])
+    p.add_argument("--rates", default="1000", help="rates to run in each round, in turn")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--out", help="append every run (JSON) to this file")
+    p.set_defaults(func=cmd_rounds, windows=2, perf_freq=999)
 
     p = sub.add_parser("maxrate", help="highest call rate with failed + timeouts <= 0.1 %%")
     common(p)
