@@ -21,6 +21,10 @@
 -- script is reloaded with `switchboard ctl reload` (or SIGHUP); a copy that does not compile
 -- is refused and the running one stays in place.
 
+-- How a user's contacts are forked (see req:relay below); made once, when the script loads,
+-- rather than as a new table for every call.
+local FORK_BY_Q = {mode = "q"}
+
 -- Requests outside a dialog must be for one of our domains (config "domains").
 local function for_us(uri)
   return uri.host ~= nil and config.is_local(uri.host)
@@ -115,7 +119,7 @@ function on_request(req)
 
   -- Fork by q (RFC 3261 §16.6): one q-group after another, highest q first; the contacts
   -- that share a q ring in parallel.
-  return req:relay(contacts, {mode = "q"})
+  return req:relay(contacts, FORK_BY_Q)
 end
 
 -- Called when every branch of a relayed request failed. Without a decision the best
