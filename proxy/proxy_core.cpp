@@ -6,6 +6,7 @@
 #include <memory_resource>
 
 #include "core/branch.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/response.h"
 #include "core/scratch.h"
@@ -28,15 +29,6 @@ std::string_view hex_into(char (&buf)[16], uint64_t v) {
 std::string hex(uint64_t v) {
   char buf[16];
   return std::string(hex_into(buf, v));
-}
-
-// FNV-1a, stable across runs: the loop hash must match what an earlier pass computed.
-uint64_t fnv(uint64_t h, std::string_view s) {
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return h ^ 0xff;
 }
 
 // RFC 3261 §16.7 step 6: 6xx first, else the lowest class; within 4xx prefer responses that
@@ -166,15 +158,13 @@ std::string ProxyCore::record_route_value(size_t listener) const {
 // §16.6 step 8: a hash of what identifies the request as we received it. A request that comes
 // back with the same values in one of our Vias has looped; a spiral has a new Request-URI.
 uint64_t ProxyCore::loop_hash(const core::Message& req) const {
-  uint64_t h = 1469598103934665603ull;
-  h = fnv(h, req.ruri_text());
-  h = fnv(h, req.call_id());
-  h = fnv(h, req.from().tag());
-  h = fnv(h, req.to().tag());
-  char buf[16];
-  auto r = std::to_chars(buf, buf + sizeof buf, req.cseq().number);
-  h = fnv(h, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
-  return h & 0xffffffffull;
+  namespace hash = core::hash;  // no seed: a looped request hashes as it did the first time
+  uint64_t h = hash::field(0, req.ruri_text());
+  h = hash::field(h, req.call_id());
+  h = hash::field(h, req.from().tag());
+  h = hash::field(h, req.to().tag());
+  h = hash::number(h, req.cseq().number);
+  return hash::finish(h) & 0xffffffffull;
 }
 
 bool ProxyCore::is_loop(const core::Message& req, uint64_t hash) const {
@@ -935,11 +925,12 @@ void ProxyCore::forward_stateless_request(const core::Message& req, const core::
   // The branch of a stateless forward is derived from the incoming request, so a
   // retransmitted ACK leaves with the same branch and two ACKs never share one (§16.11;
   // an RFC 2543 ACK has no branch).
-  uint64_t h = fnv(1469598103934665603ull, req.top_via().branch);
-  h = fnv(h, req.top_via().sent_by);
-  h = fnv(h, req.call_id());
-  h = fnv(h, req.from().tag());
-  h = fnv(h, std::to_string(req.cseq().number));
+  namespace hash = core::hash;
+  uint64_t h = hash::field(0, req.top_via().branch);
+  h = hash::field(h, req.top_via().sent_by);
+  h = hash::field(h, req.call_id());
+  h = hash::field(h, req.from().tag());
+  h = hash::finish(hash::number(h, req.cseq().number));
   std::string strict_ruri = strict ? std::string(next.raw) : std::string();
   // A numeric next hop (the usual in-dialog case) is answered inside resolve(): the request
   // is forwarded from `req` as it is. Only an answer that comes later (DNS) needs a copy,

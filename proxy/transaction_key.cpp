@@ -1,45 +1,11 @@
 #include "proxy/transaction_key.h"
 
-#include <cstring>
-
+#include "core/hash.h"
 #include "core/text.h"
 
 namespace sb::proxy {
 
 namespace {
-
-// The fields 8 bytes at a time: each word is folded in with a multiply (a bijection for a
-// given next word, so keys differing in one word stay apart), the length ends each field so
-// ("ab","c") != ("a","bc"), and a final avalanche (MurmurHash3's fmix64) carries every bit
-// into the low bits the tables index by. `fold` ORs 0x20 into every byte for the fields
-// compared without case: strings equal but for ASCII case hash alike (bytes that differ only
-// in that bit elsewhere collide, and equality tells them apart).
-constexpr uint64_t kMul = 0x9e3779b97f4a7c15ull;
-constexpr uint64_t kNoFold = 0;
-constexpr uint64_t kCaseFold = 0x2020202020202020ull;
-
-inline uint64_t load(const char* p, size_t n) {
-  uint64_t w = 0;
-  std::memcpy(&w, p, n);
-  return w;
-}
-
-inline uint64_t hash_field(uint64_t h, std::string_view s, uint64_t fold) {
-  const char* p = s.data();
-  size_t n = s.size();
-  for (; n >= 8; p += 8, n -= 8) h = (h ^ (load(p, 8) | fold)) * kMul;
-  if (n) h = (h ^ (load(p, n) | fold)) * kMul;
-  return (h ^ s.size()) * kMul;
-}
-
-inline uint64_t avalanche(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ull;
-  h ^= h >> 33;
-  return h;
-}
 
 std::string_view from_tag(const core::Message& m) {
   return m.has_from() ? m.from().tag() : std::string_view{};
@@ -53,18 +19,20 @@ bool TransactionKey::operator==(const TransactionKey& o) const {
          via == o.via;
 }
 
+// The branch and the sent-by compare without case (operator== above), the rest exactly.
 size_t TransactionKeyHash::operator()(const TransactionKey& k) const {
-  uint64_t h = hash_field(0, k.branch, kCaseFold);
-  h = hash_field(h, k.sent_by, kCaseFold);
-  h = hash_field(h, k.method, kNoFold);
+  namespace hash = core::hash;
+  uint64_t h = hash::field(0, k.branch, hash::kCaseFold);
+  h = hash::field(h, k.sent_by, hash::kCaseFold);
+  h = hash::field(h, k.method);
   if (k.branch.empty()) {
     // Only RFC 2543 keys carry these; skipping them keeps the common case short.
-    h = hash_field(h, k.call_id, kNoFold);
-    h = hash_field(h, k.from_tag, kNoFold);
-    h = hash_field(h, k.via, kNoFold);
-    h = (h ^ k.cseq) * kMul;
+    h = hash::field(h, k.call_id);
+    h = hash::field(h, k.from_tag);
+    h = hash::field(h, k.via);
+    h = hash::number(h, k.cseq);
   }
-  return static_cast<size_t>(avalanche(h));
+  return static_cast<size_t>(hash::finish(h));
 }
 
 TransactionKey client_key(const core::Message& m) {
