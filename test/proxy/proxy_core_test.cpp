@@ -847,6 +847,17 @@ TEST_CASE("proxy core: an ACK to a 2xx is forwarded statelessly along Route") {
   out = f.requests_to(next, "ACK");
   REQUIRE(out.size() == 2);
   CHECK(top_branch(out[1]) == top_branch(out[0]));
+  // Another ACK (its own branch, then its own CSeq) leaves with a branch of its own.
+  ack.branch = "z9hG4bKack1b";
+  f.deliver(ack.text(), kCaller);
+  ack.branch = "z9hG4bKack1";
+  ack.cseq = 2;
+  f.deliver(ack.text(), kCaller);
+  out = f.requests_to(next, "ACK");
+  REQUIRE(out.size() == 4);
+  CHECK(top_branch(out[2]) != top_branch(out[0]));
+  CHECK(top_branch(out[3]) != top_branch(out[0]));
+  CHECK(top_branch(out[3]) != top_branch(out[2]));
   CHECK(f.idle());
 }
 
