@@ -3,49 +3,28 @@
 #include <string_view>
 
 #include "core/branch.h"
-#include "core/text.h"
+#include "core/hash.h"
 
 namespace sb::transport {
 
 namespace {
 
-constexpr uint64_t kFnvOffset = 14695981039346656037ull;
-constexpr uint64_t kFnvPrime = 1099511628211ull;
-
-uint64_t fnv1a(uint64_t h, std::string_view s) {
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= kFnvPrime;
-  }
-  return h;
-}
-
-// Host names compare case-insensitively (§19.1.4), so a retransmission that only changed
-// the case of its sent-by still finds the same worker.
-uint64_t fnv1a_lower(uint64_t h, std::string_view s) {
-  for (char c : s) {
-    h ^= static_cast<unsigned char>(core::ascii_lower(c));
-    h *= kFnvPrime;
-  }
-  return h;
-}
-
 uint32_t pick(uint64_t h, uint32_t workers) {
-  // Fold the high bits in: FNV's low bits alone spread poorly over small moduli.
-  return static_cast<uint32_t>((h ^ (h >> 32)) % workers);
+  return static_cast<uint32_t>(core::hash::finish(h) % workers);
 }
 
+// The fields the transaction layer matches by (§17.2.3), hashed as its keys are: the branch
+// and the sent-by host without case, so a retransmission that only changed their case still
+// finds the same worker.
 uint32_t by_transaction(const core::Message& m, uint32_t workers) {
+  namespace hash = core::hash;
   const core::Via& via = m.top_via();
   if (via.rfc3261_branch()) {
-    uint64_t h = fnv1a(kFnvOffset, via.branch);
-    h = fnv1a(h, "\x01");  // separator: "ab"+"c" must not equal "a"+"bc"
-    h = fnv1a_lower(h, via.host);
-    const char port[2] = {static_cast<char>(via.port & 0xff), static_cast<char>(via.port >> 8)};
-    h = fnv1a(h, std::string_view(port, 2));
-    return pick(h, workers);
+    uint64_t h = hash::field(0, via.branch, hash::kCaseFold);
+    h = hash::field(h, via.host, hash::kCaseFold);
+    return pick(hash::number(h, via.port), workers);
   }
-  return pick(fnv1a(kFnvOffset, m.call_id()), workers);
+  return pick(hash::field(0, m.call_id()), workers);
 }
 
 }  // namespace

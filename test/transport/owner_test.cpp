@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <set>
 #include <string>
 
@@ -102,6 +103,14 @@ TEST_CASE("owner_of, by transaction: the INVITE's retransmission, ACK and CANCEL
   // §17.2.3 matches the sent-by case-insensitively.
   std::string p = ";branch=z9hG4bKcase";
   CHECK(hashed(request("INVITE", p, "Host.Example.COM:5060"), 8) == hashed(request("CANCEL", p, "host.example.com:5060"), 8));
+  // So does the transaction layer with the branch (TransactionKey): its owner must agree.
+  for (int i = 0; i < 20; ++i) {
+    std::string b = "casebranch" + std::to_string(i);
+    std::string upper = b;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    CHECK(hashed(request("INVITE", ";branch=z9hG4bK" + b), 8) ==
+          hashed(request("CANCEL", ";branch=z9hG4bK" + upper), 8));
+  }
   // RFC 2543 peers (no magic cookie): the Call-ID decides.
   for (int i = 0; i < 30; ++i) {
     std::string cid = "legacy-" + std::to_string(i);
