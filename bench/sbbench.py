@@ -882,7 +882,19 @@ def wait_rusage_stop(p):
     return wait_rusage(p, 10)
 
 
+def run_or_error(a):
+    """run_one, or a result that says why the run could not start: a campaign or a series of
+    rounds records it and goes on with the next run."""
+    try:
+        return run_one(a)
+    except SetupError as e:
+        return {"proxy": a.proxy, "scenario": a.scenario, "rate": a.rate, "seconds": a.seconds,
+                "target": a.rate * a.seconds, "label": a.label, "verdict": "error", "why": str(e)}
+
+
 def short(r):
+    if r.get("verdict") == "error":
+        return f"{r['proxy']} {r['scenario']} {r['rate']}/s: error {r['why']}"
     lat = r.get("latency") or {}
     s = (f"{r['proxy']:<16} {r['scenario']:<8} {r['rate']:>5}/s ok {r.get('ok')}/{r['target']} "
          f"failed {r.get('failed')} to {r.get('timeouts')} retr {r.get('retrans')} "
@@ -907,7 +919,6 @@ def cmd_run(args):
     return 0 if r["verdict"] == "pass" else 1
 
 
-
 def cmd_rounds(args):
     """Interleaved rounds: every proxy in turn at every rate, --rounds times over. On these VMs
     a proxy's CPU per call moves by tens of percent over minutes, so one run of each proxy is
@@ -920,14 +931,10 @@ def cmd_rounds(args):
             for p in args.proxy:
                 a = run_args(args, proxy=p, rate=rate, label=f"round {k}", latency=False, perf=None,
                              count_handoffs=False)
-                try:
-                    r = run_one(a)
-                except SetupError as e:
-                    r = {"proxy": p, "scenario": args.scenario, "rate": rate, "seconds": args.seconds,
-                         "label": a.label, "verdict": "error", "why": str(e)}
+                r = run_or_error(a)
                 r["round"] = k
                 append_jsonl(args.out, r)
-                log(f"round {k}: " + (short(r) if r["verdict"] != "error" else f"{p} {rate}/s: error {r['why']}"))
+                log(f"round {k}: {short(r)}")
                 ok = r["verdict"] == "pass" and isinstance(r.get("cpu_us_per_op"), (int, float))
                 got.setdefault((rate, p), []).append(r["cpu_us_per_op"] if ok else None)
                 time.sleep(1)
@@ -939,16 +946,18 @@ def render_rounds(args, rates, got):
     unit = "call" if args.scenario == "calls" else "REGISTER"
     ours, refs = args.proxy[0], args.proxy[1:]
     cols = [f"round {k}" for k in range(1, args.rounds + 1)]
-    out = [f"## {args.scenario}: interleaved rounds, µs CPU per {unit} ({args.windows} x {args.seconds} s windows)", "",
-           "| rate/s | proxy | " + " | ".join(cols) + " | median |", "|---:|---|" + "---:|" * (len(cols) + 1)]
+    header = lambda what: ["| rate/s | " + what + " | " + " | ".join(cols) + " | median |",
+                           "|---:|---|" + "---:|" * (len(cols) + 1)]
+    out = [f"## {args.scenario}: interleaved rounds, µs CPU per {unit} ({args.windows} x {args.seconds} s windows)", ""]
+    out += header("proxy")
     fmt = lambda v: "-" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
     for rate in rates:
         for p in args.proxy:
             v = got[(rate, p)]
             out.append(f"| {rate} | {p} | " + " | ".join(fmt(x) for x in v) + f" | {fmt(med(v))} |")
     if refs:
-        out += ["", f"{ours} ÷ each reference, round by round (the median of the rounds' ratios last):", "",
-                "| rate/s | ÷ | " + " | ".join(cols) + " | median |", "|---:|---|" + "---:|" * (len(cols) + 1)]
+        out += ["", f"{ours} ÷ each reference, round by round (the median of the rounds' ratios last):", ""]
+        out += header("÷")
         for rate in rates:
             for ref in refs:
                 ratios = [a / b if a is not None and b else None
@@ -1370,14 +1379,9 @@ def cmd_campaign(args):
     def measure(proxy, scen, rate, secs, latency):
         a = run_args(args, proxy=proxy, scenario=scen, rate=rate, seconds=secs, label=args.mode,
                      latency=latency, perf=None, settle=plan["settle"], windows=plan["windows"], warmup=None)
-        try:
-            r = run_one(a)
-        except SetupError as e:
-            log(f"setup error: {e}")
-            r = {"proxy": proxy, "scenario": scen, "rate": rate, "seconds": secs, "target": rate * secs,
-                 "label": args.mode, "verdict": "error", "why": str(e)}
+        r = run_or_error(a)
         append_jsonl(runs, r)
-        log(short(r) if r["verdict"] != "error" else f"{proxy} {scen} {rate}: error {r['why']}")
+        log(short(r))
         time.sleep(1)
 
     for rate in plan["call_rates"]:

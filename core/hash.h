@@ -1,6 +1,7 @@
-// Hashing a message's fields, 8 bytes at a time, for the transaction tables' keys and for the
-// values the proxy writes into branches (the loop-detection hash of RFC 3261 §16.6 step 8, the
-// branch of a stateless forward). No seed: the same fields give the same value in every pass,
+// Hashing a message's fields, 8 bytes at a time: the transaction tables' keys, the worker
+// that owns a transaction (dispatch "transaction"), and the values the proxy writes into
+// branches (the loop-detection hash of RFC 3261 §16.6 step 8, the branch of a stateless
+// forward). No seed: the same fields give the same value in every pass,
 // so a looped request or a retransmitted ACK hashes as it did before.
 #pragma once
 #include <cstddef>
